@@ -1,0 +1,99 @@
+//! The JSON error envelope every failing `/api/v1` response carries:
+//! `{"error":{"code":"…","message":"…","details":{…},"request_id":"…"}}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable error codes. Clients match on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON or does not have the expected shape.
+    MalformedJson,
+    /// A field failed validation; `details.field` names it.
+    InvalidField,
+    /// A query parameter is malformed.
+    InvalidQuery,
+    /// No or a bad `Content-Type`.
+    UnsupportedMediaType,
+    /// The body exceeds the route's limit.
+    PayloadTooLarge,
+    /// No credentials were presented.
+    Unauthenticated,
+    /// The credentials are unknown, revoked or expired.
+    InvalidToken,
+    /// The caller may not do this.
+    Forbidden,
+    /// No route matches the path.
+    RouteNotFound,
+    /// The route exists but not for this method; `details.allowed` lists methods.
+    MethodNotAllowed,
+    UserNotFound,
+    TokenNotFound,
+    ProbeNotFound,
+    /// The email is registered already.
+    EmailTaken,
+    /// A required platform dependency is unavailable; see the message.
+    Unavailable,
+    /// The D1 schema does not match the Worker (health only).
+    SchemaDrift,
+    /// Something went wrong on our side; quote the request id when reporting it.
+    Internal,
+    /// A code this client does not know yet (newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+/// The body of an error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_shape() {
+        let env = ErrorEnvelope {
+            error: ErrorBody {
+                code: ErrorCode::MethodNotAllowed,
+                message: "GET is not allowed on /api/v1/auth/register".into(),
+                details: serde_json::json!({"allowed": ["POST"]}),
+                request_id: Some("req_1".into()),
+            },
+        };
+        insta::assert_json_snapshot!(env, @r###"
+        {
+          "error": {
+            "code": "method_not_allowed",
+            "message": "GET is not allowed on /api/v1/auth/register",
+            "details": {
+              "allowed": [
+                "POST"
+              ]
+            },
+            "request_id": "req_1"
+          }
+        }
+        "###);
+    }
+
+    #[test]
+    fn unknown_codes_from_newer_servers_parse() {
+        let env: ErrorEnvelope =
+            serde_json::from_str(r#"{"error":{"code":"quota_exceeded","message":"m"}}"#).unwrap();
+        assert_eq!(env.error.code, ErrorCode::Unknown);
+        assert!(env.error.details.is_null());
+    }
+}

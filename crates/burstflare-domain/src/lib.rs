@@ -1,0 +1,22 @@
+//! Pure BurstFlare domain logic.
+//!
+//! Everything here is deterministic: no clock, randomness, environment or I/O.
+//! Callers pass `now` (Unix milliseconds) and random bytes in. The crate builds
+//! for `wasm32-unknown-unknown` (the Worker) and natively (CLI, runner, tests).
+//!
+//! Later issues add the session and build state machines, RBAC policy, manifest
+//! validation and quota math here; the foundation holds identifiers, account
+//! validation, token formats and the D1 schema drift check.
+
+pub mod account;
+pub mod ids;
+pub mod schema;
+pub mod token;
+
+pub use account::{DisplayName, Email, Role, TokenName, WorkspaceSlug};
+pub use ids::{ProbeId, TokenId, UserId, WorkspaceId};
+pub use schema::{SchemaStatus, check_schema};
+pub use token::{TokenKind, TokenSecret, TokenUseError, check_token_use};
+
+/// Milliseconds since the Unix epoch: the only notion of time the domain knows.
+pub type UnixMillis = i64;

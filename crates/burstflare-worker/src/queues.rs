@@ -1,0 +1,162 @@
+//! Queue producers and consumers.
+//!
+//! Message bodies are JSON text with a `type` tag (shapes documented in
+//! `docs/storage.md`). One `queue` handler serves every queue and dispatches
+//! on the queue name, which the generated config passes in `[vars]`
+//! (`BUILD_QUEUE_NAME`, `RECONCILE_QUEUE_NAME`, `DEAD_LETTER_QUEUE_NAME`).
+//! A message whose handling fails is retried by the queue and, after
+//! `max_retries`, lands in the dead-letter queue; a malformed message is
+//! logged and acknowledged, since retrying cannot fix it.
+
+use serde::{Deserialize, Serialize};
+use worker::{Env, MessageBatch, MessageExt};
+
+use crate::error::{ApiError, ApiResult};
+use crate::platform::{self, BUILD_QUEUE, RECONCILE_QUEUE};
+use crate::services::reconcile;
+use crate::store::probes::{self, Mark};
+
+/// Messages on `BUILD_QUEUE`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BuildMessage {
+    /// A diagnostics probe; with `dead_letter` the consumer rejects it every time.
+    Probe { probe_id: String, dead_letter: bool },
+}
+
+/// Messages on `RECONCILE_QUEUE`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReconcileMessage {
+    /// Run a reconcile sweep; `run_id` makes redelivery idempotent.
+    Sweep {
+        run_id: String,
+        trigger: String,
+        requested_at: i64,
+    },
+    Probe {
+        probe_id: String,
+    },
+}
+
+async fn send<T: Serialize>(env: &Env, binding: &str, message: &T) -> ApiResult<()> {
+    let body = serde_json::to_string(message)?;
+    env.queue(binding)?
+        .send(body)
+        .await
+        .map_err(|e| ApiError::internal(format!("send to {binding}: {e}")))
+}
+
+pub async fn send_build(env: &Env, message: &BuildMessage) -> ApiResult<()> {
+    send(env, BUILD_QUEUE, message).await
+}
+
+pub async fn send_reconcile(env: &Env, message: &ReconcileMessage) -> ApiResult<()> {
+    send(env, RECONCILE_QUEUE, message).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueueRole {
+    Build,
+    Reconcile,
+    DeadLetter,
+}
+
+fn role(env: &Env, queue: &str) -> Option<QueueRole> {
+    [
+        ("BUILD_QUEUE_NAME", QueueRole::Build),
+        ("RECONCILE_QUEUE_NAME", QueueRole::Reconcile),
+        ("DEAD_LETTER_QUEUE_NAME", QueueRole::DeadLetter),
+    ]
+    .into_iter()
+    .find(|(var, _)| platform::var(env, var, "") == queue)
+    .map(|(_, role)| role)
+}
+
+/// What to do with a delivered message.
+enum Outcome {
+    Ack,
+    Retry,
+}
+
+pub async fn consume(batch: MessageBatch<String>, env: Env) {
+    let queue = batch.queue();
+    let Some(role) = role(&env, &queue) else {
+        worker::console_error!(
+            "queue {queue}: no consumer is configured for it; retrying the batch"
+        );
+        batch.retry_all();
+        return;
+    };
+    for message in batch.iter() {
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                worker::console_error!("queue {queue}: undecodable message: {e}");
+                continue;
+            }
+        };
+        let outcome = handle(&env, role, message.body()).await;
+        match outcome {
+            Ok(Outcome::Ack) => message.ack(),
+            Ok(Outcome::Retry) => message.retry(),
+            Err(e) => {
+                worker::console_error!(
+                    "queue {queue}: message {} failed, will retry: {}",
+                    message.id(),
+                    e.internal.unwrap_or(e.message)
+                );
+                message.retry();
+            }
+        }
+    }
+}
+
+async fn handle(env: &Env, role: QueueRole, body: &str) -> ApiResult<Outcome> {
+    match role {
+        QueueRole::Build => match serde_json::from_str::<BuildMessage>(body) {
+            Ok(BuildMessage::Probe {
+                probe_id,
+                dead_letter,
+            }) => {
+                probes::count_build_attempt(env, &probe_id).await?;
+                if dead_letter {
+                    return Ok(Outcome::Retry);
+                }
+                probes::mark(env, &probe_id, Mark::BuildQueue, platform::now(), None).await?;
+                Ok(Outcome::Ack)
+            }
+            Err(e) => malformed("build", body, &e),
+        },
+        QueueRole::Reconcile => match serde_json::from_str::<ReconcileMessage>(body) {
+            Ok(ReconcileMessage::Sweep {
+                run_id, trigger, ..
+            }) => {
+                reconcile::sweep(env, &run_id, &trigger).await?;
+                Ok(Outcome::Ack)
+            }
+            Ok(ReconcileMessage::Probe { probe_id }) => {
+                probes::mark(env, &probe_id, Mark::ReconcileQueue, platform::now(), None).await?;
+                Ok(Outcome::Ack)
+            }
+            Err(e) => malformed("reconcile", body, &e),
+        },
+        QueueRole::DeadLetter => {
+            // Dead-lettered messages keep the shape they had on their original queue.
+            match serde_json::from_str::<BuildMessage>(body) {
+                Ok(BuildMessage::Probe { probe_id, .. }) => {
+                    probes::mark(env, &probe_id, Mark::DeadLetter, platform::now(), None).await?;
+                }
+                Err(_) => worker::console_error!("dead-letter queue: unhandled message {body}"),
+            }
+            Ok(Outcome::Ack)
+        }
+    }
+}
+
+fn malformed(queue: &str, body: &str, e: &serde_json::Error) -> ApiResult<Outcome> {
+    worker::console_error!(
+        "{queue} queue: malformed message acknowledged without effect ({e}): {body}"
+    );
+    Ok(Outcome::Ack)
+}

@@ -1,0 +1,8 @@
+//! Storage: every D1 query and R2 key lives here, behind typed functions.
+//! Rows mirror `migrations/`; `docs/storage.md` documents both.
+
+pub mod d1;
+pub mod probes;
+pub mod reconcile;
+pub mod tokens;
+pub mod users;
