@@ -1,1 +1,16 @@
+//! The end-to-end harness: boots the real stack once and tears it down.
+//!
+//! [`Stack::start`] renders the dev Wrangler config (through xtask), starts
+//! `wrangler dev` on a free port with a fresh `--persist-to` directory,
+//! applies the D1 migrations and waits for `/api/v1/health`. Dropping the
+//! stack kills wrangler's whole process group, so nothing outlives a run, a
+//! failed test or a panic. Tests isolate themselves by registering their own
+//! users ([`Stack::register`]).
+//!
+//! Tool paths come from the environment `cargo xtask test` sets
+//! (`BURSTFLARE_WRANGLER`, `BURSTFLARE_NODE_BIN_DIR`, `BURSTFLARE_CLI_BIN`);
+//! run standalone, the harness asks xtask to bootstrap and build first.
 
+pub mod stack;
+
+pub use stack::{Stack, Tools};

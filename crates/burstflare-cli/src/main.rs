@@ -1,0 +1,386 @@
+//! `burstflare`: the BurstFlare command-line interface.
+//!
+//! Data goes to stdout (tables, or JSON with `--json`); progress, notes and
+//! errors go to stderr. See `burstflare_cli::error` for exit codes.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use burstflare_api::ops::{CreateProbeRequest, HealthState, ProbeStageStatus};
+use burstflare_api::{CreateTokenRequest, RegisterRequest, TokenInfo};
+use burstflare_cli::client::Client;
+use burstflare_cli::config::{ConfigDir, DEFAULT_API_URL, normalize_url};
+use burstflare_cli::error::CliError;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// BurstFlare: on-demand cloud development environments.
+#[derive(Parser)]
+#[command(name = "burstflare", version, propagate_version = true)]
+struct Cli {
+    /// Base URL of the BurstFlare API [default: config.toml's api_url, else http://127.0.0.1:8787]
+    #[arg(long, global = true, env = "BURSTFLARE_API_URL")]
+    api_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the platform's health: every binding and the schema version.
+    Status(JsonFlag),
+    /// Show who you are signed in as.
+    Whoami(JsonFlag),
+    /// Accounts and tokens.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Run a diagnostics probe through every platform binding and wait for it.
+    Diagnose {
+        /// Also route a queue message to the dead-letter queue.
+        #[arg(long)]
+        dead_letter: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Create an account and its personal workspace, and sign in.
+    Register {
+        /// Your email address.
+        #[arg(long)]
+        email: String,
+        /// The name other people see.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Personal access tokens for automation.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once, on stdout.
+    Create {
+        /// A label to recognise the token by.
+        #[arg(long)]
+        name: String,
+        /// Days until the token expires (1-366); without it, it never expires.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List your tokens (never their secrets).
+    List(JsonFlag),
+    /// Revoke a token; requests using it fail from then on.
+    Revoke {
+        /// The token id (`tok_…`), as shown by `burstflare auth token list`.
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct App {
+    dir: ConfigDir,
+    api_url: String,
+}
+
+impl App {
+    fn new(api_url: Option<String>) -> Result<Self, CliError> {
+        let dir = ConfigDir::discover()?;
+        let api_url = match api_url {
+            Some(url) => url,
+            None => dir.load_config()?.api_url.unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
+        };
+        Ok(Self { dir, api_url: normalize_url(&api_url) })
+    }
+
+    fn anonymous(&self) -> Result<Client, CliError> {
+        Client::new(&self.api_url, None)
+            .map_err(|e| CliError::from_client("cannot use the configured API URL", e))
+    }
+
+    /// A client with the token from `BURSTFLARE_TOKEN` or the credentials file.
+    fn signed_in(&self) -> Result<Client, CliError> {
+        let token = match std::env::var("BURSTFLARE_TOKEN").ok().filter(|t| !t.is_empty()) {
+            Some(t) => Some(t),
+            None => self.dir.token_for(&self.api_url)?,
+        };
+        let Some(token) = token else {
+            return Err(CliError::user(format!("not signed in to {}", self.api_url)).hint(
+                "run `burstflare auth register --email you@example.com --name \"Your Name\"`, or set BURSTFLARE_TOKEN",
+            ));
+        };
+        Ok(self.anonymous()?.with_token(Some(token)))
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::unexpected("cannot encode JSON output").cause(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn fmt_time(t: Option<OffsetDateTime>) -> String {
+    t.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| "-".to_owned())
+}
+
+/// Prints rows as left-aligned columns.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn token_state(t: &TokenInfo) -> &'static str {
+    let now = OffsetDateTime::now_utc();
+    if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let app = App::new(cli.api_url)?;
+    match cli.command {
+        Command::Status(flag) => status(&app, flag).await,
+        Command::Whoami(flag) => {
+            let me = app.signed_in()?.me().await.map_err(|e| CliError::from_client("could not fetch your account", e))?;
+            if flag.json {
+                return print_json(&me);
+            }
+            println!("{} <{}> ({})", me.user.display_name, me.user.email, me.user.id);
+            println!("API: {}  token: {} ({})", app.api_url, me.token.prefix, me.token.name);
+            print_table(
+                &["WORKSPACE", "SLUG", "KIND", "ROLE"],
+                &me.workspaces
+                    .iter()
+                    .map(|w| {
+                        vec![w.name.clone(), w.slug.clone(), format!("{:?}", w.kind).to_lowercase(), w.role.as_str().into()]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            Ok(())
+        }
+        Command::Auth(AuthCommand::Register { email, name, json }) => {
+            let client = app.anonymous()?;
+            let resp = client
+                .register(&RegisterRequest { email: email.clone(), display_name: name })
+                .await
+                .map_err(|e| CliError::from_client(format!("could not register {email}"), e))?;
+            let path = app.dir.save_token(&app.api_url, &resp.access_token.token, Some(&resp.user.email))?;
+            if json.json {
+                return print_json(&resp);
+            }
+            println!("{}", resp.user.id);
+            eprintln!("Registered {} with personal workspace {}.", resp.user.email, resp.workspace.slug);
+            eprintln!("Signed in to {}; token saved to {}.", app.api_url, path.display());
+            Ok(())
+        }
+        Command::Auth(AuthCommand::Token(cmd)) => token(&app, cmd).await,
+        Command::Diagnose { dead_letter, timeout, json } => diagnose(&app, dead_letter, timeout, json.json).await,
+    }
+}
+
+async fn status(app: &App, flag: JsonFlag) -> Result<(), CliError> {
+    let report = app
+        .anonymous()?
+        .health()
+        .await
+        .map_err(|e| CliError::from_client(format!("could not check {}", app.api_url), e))?;
+    if flag.json {
+        print_json(&report.health)?;
+    } else {
+        let h = &report.health;
+        let state = if h.status == HealthState::Ok { "healthy" } else { "UNHEALTHY" };
+        println!("{} — {state} (environment {}, version {})", app.api_url, h.environment, h.version);
+        println!("schema: {}", h.schema.explain());
+        print_table(
+            &["BINDING", "KIND", "STATUS", "DETAIL"],
+            &h.bindings
+                .iter()
+                .map(|b| {
+                    let kind = serde_json::to_value(b.kind).ok().and_then(|v| v.as_str().map(str::to_owned));
+                    vec![b.name.clone(), kind.unwrap_or_default(), if b.ok { "ok" } else { "FAIL" }.into(), b.detail.clone()]
+                })
+                .collect::<Vec<_>>(),
+        );
+        match &h.last_reconcile {
+            Some(r) => println!("last reconcile: {} ({})", fmt_time(Some(r.finished_at)), r.trigger),
+            None => println!("last reconcile: never"),
+        }
+    }
+    if report.healthy {
+        Ok(())
+    } else {
+        Err(CliError::unhealthy(format!("{} is unhealthy", app.api_url))
+            .cause(report.problem.unwrap_or_default())
+            .hint("see docs/runbooks.md, \"Health check failing\""))
+    }
+}
+
+async fn token(app: &App, cmd: TokenCommand) -> Result<(), CliError> {
+    let client = app.signed_in()?;
+    match cmd {
+        TokenCommand::Create { name, expires_in_days, json } => {
+            let issued = client
+                .create_token(&CreateTokenRequest { name: name.clone(), expires_in_days })
+                .await
+                .map_err(|e| CliError::from_client(format!("could not create token {name:?}"), e))?;
+            if json.json {
+                return print_json(&issued);
+            }
+            println!("{}", issued.token);
+            eprintln!(
+                "Created token {} ({}), expires {}. Store it now: it is not shown again.",
+                issued.info.id,
+                issued.info.name,
+                fmt_time(issued.info.expires_at)
+            );
+            Ok(())
+        }
+        TokenCommand::List(flag) => {
+            let tokens =
+                client.all_tokens().await.map_err(|e| CliError::from_client("could not list tokens", e))?;
+            if flag.json {
+                return print_json(&tokens);
+            }
+            if tokens.is_empty() {
+                eprintln!("No personal access tokens. Create one with `burstflare auth token create --name ci`.");
+                return Ok(());
+            }
+            print_table(
+                &["ID", "NAME", "PREFIX", "STATE", "CREATED", "EXPIRES", "LAST USED"],
+                &tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.to_string(),
+                            t.name.clone(),
+                            t.prefix.clone(),
+                            token_state(t).into(),
+                            fmt_time(Some(t.created_at)),
+                            fmt_time(t.expires_at),
+                            fmt_time(t.last_used_at),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            Ok(())
+        }
+        TokenCommand::Revoke { id, json } => {
+            let info = client
+                .revoke_token(&id)
+                .await
+                .map_err(|e| CliError::from_client(format!("could not revoke token {id}"), e))?;
+            if json.json {
+                return print_json(&info);
+            }
+            eprintln!("Revoked token {} ({}).", info.id, info.name);
+            Ok(())
+        }
+    }
+}
+
+async fn diagnose(app: &App, dead_letter: bool, timeout: u64, json: bool) -> Result<(), CliError> {
+    let client = app.signed_in()?;
+    let mut probe = client
+        .create_probe(&CreateProbeRequest { dead_letter })
+        .await
+        .map_err(|e| CliError::from_client("could not start a diagnostics probe", e))?;
+    eprintln!("Probe {} started; waiting for every stage…", probe.id);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut reported = Vec::new();
+    loop {
+        for stage in &probe.stages {
+            if stage.status != ProbeStageStatus::Pending && !reported.contains(&stage.name) {
+                reported.push(stage.name);
+                let name = serde_json::to_value(stage.name).ok().and_then(|v| v.as_str().map(str::to_owned));
+                eprintln!("  ✓ {:<18} {}", name.unwrap_or_default(), stage.detail.as_deref().unwrap_or(""));
+            }
+        }
+        if probe.complete || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        probe = client
+            .get_probe(probe.id.as_str())
+            .await
+            .map_err(|e| CliError::from_client("could not read the diagnostics probe", e))?;
+    }
+    if json {
+        print_json(&probe)?;
+    }
+    if probe.complete {
+        eprintln!("All stages passed.");
+        Ok(())
+    } else {
+        let pending: Vec<String> = probe
+            .stages
+            .iter()
+            .filter(|s| s.status == ProbeStageStatus::Pending)
+            .filter_map(|s| serde_json::to_value(s.name).ok().and_then(|v| v.as_str().map(str::to_owned)))
+            .collect();
+        Err(CliError::unhealthy(format!("probe {} did not complete within {timeout}s", probe.id))
+            .cause(format!("still pending: {}", pending.join(", ")))
+            .hint("check the Worker's logs (`wrangler tail` in production) for queue or workflow errors"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprint!("{}", CliError::unexpected("cannot start the async runtime").cause(e.to_string()).render());
+            return ExitCode::from(70);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let text = err.render();
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            if color {
+                eprint!("{}", text.replacen("error:", "\x1b[1;31merror:\x1b[0m", 1));
+            } else {
+                eprint!("{text}");
+            }
+            ExitCode::from(err.kind.code())
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! A running Worker on `wrangler dev` with its own local state.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use burstflare_api::{RegisterRequest, RegisterResponse};
+use burstflare_cli::client::Client;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// Paths to the tools the harness runs.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub repo: PathBuf,
+    pub node_bin_dir: PathBuf,
+    pub wrangler: PathBuf,
+    pub cli: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_default()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+fn run_checked(cmd: &mut Command) -> Result<String> {
+    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({})", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Tools {
+    /// From the environment `cargo xtask test` sets, or by bootstrapping and
+    /// building through xtask when run standalone.
+    pub fn discover() -> Result<Self> {
+        let repo = repo_root();
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let (Some(node_bin_dir), Some(wrangler), Some(cli)) =
+            (var("BURSTFLARE_NODE_BIN_DIR"), var("BURSTFLARE_WRANGLER"), var("BURSTFLARE_CLI_BIN"))
+        {
+            return Ok(Self { repo, node_bin_dir, wrangler, cli });
+        }
+        eprintln!("e2e: bootstrapping and building through xtask (run `cargo xtask test` to reuse its build)");
+        let env_lines = run_checked(cargo().args(["run", "-q", "-p", "xtask", "--", "env"]))?;
+        run_checked(cargo().args(["build", "-q", "-p", "burstflare-cli", "--bins"]))?;
+        let mut node_bin_dir = None;
+        let mut wrangler = None;
+        for line in env_lines.lines() {
+            match line.split_once('=') {
+                Some(("BURSTFLARE_NODE_BIN_DIR", v)) => node_bin_dir = Some(PathBuf::from(v)),
+                Some(("BURSTFLARE_WRANGLER", v)) => wrangler = Some(PathBuf::from(v)),
+                _ => {}
+            }
+        }
+        let target = var("CARGO_TARGET_DIR").unwrap_or_else(|| repo.join("target"));
+        Ok(Self {
+            node_bin_dir: node_bin_dir.context("xtask env did not print BURSTFLARE_NODE_BIN_DIR")?,
+            wrangler: wrangler.context("xtask env did not print BURSTFLARE_WRANGLER")?,
+            cli: target.join("debug/burstflare"),
+            repo,
+        })
+    }
+
+    fn path_env(&self) -> OsString {
+        let mut paths = vec![self.node_bin_dir.clone()];
+        paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+        std::env::join_paths(paths).unwrap_or_default()
+    }
+
+    /// `wrangler` with Node 22+ first on PATH and metrics off.
+    pub fn wrangler(&self) -> Command {
+        let mut cmd = Command::new(&self.wrangler);
+        cmd.env("PATH", self.path_env())
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("NO_UPDATE_NOTIFIER", "1")
+            .current_dir(&self.repo)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Renders the config for `env` through xtask and returns its path.
+    pub fn config(&self, env: &str) -> Result<PathBuf> {
+        let out = run_checked(cargo().args(["run", "-q", "-p", "xtask", "--", "config", env]))?;
+        Ok(PathBuf::from(out.trim()))
+    }
+}
+
+/// True when something on 127.0.0.1:`port` answers `GET path` with an HTTP status line.
+fn http_answers(port: u16, path: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    if write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+/// A string unique within and across runs (`1732712345123-7`).
+pub fn unique() -> String {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("{ms}-{}", UNIQUE.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `wrangler dev` serving the Worker with its own local state.
+pub struct Stack {
+    pub tools: Tools,
+    pub port: u16,
+    pub url: String,
+    pub config: PathBuf,
+    state: tempfile::TempDir,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Stack {
+    /// Starts a stack; with `migrate`, applies the D1 migrations first.
+    pub fn start(tools: &Tools, migrate: bool) -> Result<Self> {
+        let config = tools.config("dev")?;
+        let state = tempfile::Builder::new().prefix("burstflare-e2e-").tempdir()?;
+        let port = free_port()?;
+        let log = state.path().join("wrangler.log");
+        let log_file = fs::File::create(&log)?;
+        let mut cmd = tools.wrangler();
+        cmd.args(["dev", "--config"])
+            .arg(&config)
+            .arg("--persist-to")
+            .arg(state.path().join("state"))
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", "0"])
+            .args(["--test-scheduled", "--show-interactive-dev-session=false", "--log-level", "info"])
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            // Its own process group, so teardown reaches workerd as well.
+            .process_group(0);
+        let child = cmd.spawn().context("cannot start wrangler dev")?;
+        let stack = Self {
+            tools: tools.clone(),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            config,
+            state,
+            child,
+            log,
+        };
+        if migrate {
+            stack.migrate()?;
+        }
+        stack.wait_until_serving(Duration::from_secs(90))?;
+        Ok(stack)
+    }
+
+    fn persist_dir(&self) -> PathBuf {
+        self.state.path().join("state")
+    }
+
+    /// `wrangler d1 migrations apply DB --local` against this stack's state.
+    pub fn migrate(&self) -> Result<()> {
+        let out = self
+            .tools
+            .wrangler()
+            .args(["d1", "migrations", "apply", "DB", "--local", "--config"])
+            .arg(&self.config)
+            .arg("--persist-to")
+            .arg(self.persist_dir())
+            .output()?;
+        if !out.status.success() {
+            bail!("migrations failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// Runs SQL against this stack's local D1 (`wrangler d1 execute --local`).
+    pub fn d1_execute(&self, sql: &str) -> Result<String> {
+        let out = self
+            .tools
+            .wrangler()
+            .args(["d1", "execute", "DB", "--local", "--json", "--config"])
+            .arg(&self.config)
+            .arg("--persist-to")
+            .arg(self.persist_dir())
+            .args(["--command", sql])
+            .output()?;
+        if !out.status.success() {
+            bail!("d1 execute {sql:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Waits until the Worker answers (any status) on `/api/v1/health`.
+    fn wait_until_serving(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if http_answers(self.port, "/api/v1/health") {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("wrangler dev did not serve within {timeout:?}; log tail:\n{}", self.log_tail(40))
+    }
+
+    /// The last `lines` lines of wrangler's output.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// An unauthenticated API client.
+    pub fn client(&self) -> Result<Client> {
+        Ok(Client::new(&self.url, None)?)
+    }
+
+    /// Registers a fresh user; returns the response and a client signed in as them.
+    pub async fn register(&self, name: &str) -> Result<(RegisterResponse, Client)> {
+        let email = format!("{name}-{}@example.test", unique());
+        let resp = self
+            .client()?
+            .register(&RegisterRequest { email, display_name: name.to_owned() })
+            .await
+            .context("register")?;
+        let client = Client::new(&self.url, Some(resp.access_token.token.clone()))?;
+        Ok((resp, client))
+    }
+
+    /// A plain HTTP client for requests the typed client cannot make.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.url)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let pgid = Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(pgid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = killpg(pgid, Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,78 @@
+//! The end-to-end suite: one binary that boots the stack once, runs every
+//! test against it (in parallel; tests isolate themselves by registering
+//! their own users) and tears the stack down, also when tests fail.
+
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a broken precondition aborts the test")]
+
+mod accounts;
+mod cli;
+mod errors;
+mod platform;
+mod support;
+
+use std::sync::Arc;
+
+use burstflare_e2e::{Stack, Tools};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+type TestFn = for<'a> fn(&'a Stack) -> support::TestFuture<'a>;
+
+macro_rules! tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        vec![$( (concat!(stringify!($module), "::", stringify!($name)), (|s| Box::pin($module::$name(s))) as TestFn) ),*]
+    };
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let all: Vec<(&str, TestFn)> = tests![
+        platform::health_reports_every_binding_and_schema,
+        platform::probe_exercises_r2_do_queues_and_workflow,
+        platform::rejected_queue_message_lands_in_dead_letter_queue,
+        platform::cron_trigger_runs_reconcile_sweep,
+        platform::static_assets_are_served,
+        platform::schema_drift_is_reported,
+        accounts::register_creates_user_workspace_and_token,
+        accounts::register_rejects_bad_and_duplicate_input,
+        accounts::missing_invalid_revoked_and_expired_tokens_are_401,
+        accounts::personal_tokens_create_list_paginate_revoke,
+        accounts::tokens_are_isolated_between_users,
+        errors::unknown_route_and_wrong_method,
+        errors::malformed_and_unsupported_bodies,
+        errors::oversized_bodies_are_413,
+        errors::every_response_has_a_request_id,
+        cli::cli_register_whoami_tokens_and_status,
+        cli::cli_errors_and_exit_codes,
+        platform::wrangler_deploy_dry_run_staging_and_production,
+    ];
+    let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| if args.exact { name == f } else { name.contains(f) });
+    if args.list || !all.iter().any(|(name, _)| wanted(name)) {
+        let trials = all.into_iter().map(|(name, _)| Trial::test(name, || Ok(()))).collect();
+        libtest_mimic::run(&args, trials).exit();
+    }
+
+    let tools = Tools::discover().expect("tools");
+    eprintln!("e2e: starting wrangler dev…");
+    let stack = Arc::new(Stack::start(&tools, true).expect("stack starts"));
+    eprintln!("e2e: stack up at {}", stack.url);
+    let runtime = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
+
+    let trials = all
+        .into_iter()
+        .map(|(name, f)| {
+            let stack = stack.clone();
+            let runtime = runtime.clone();
+            Trial::test(name, move || {
+                runtime.block_on(f(&stack)).map_err(|e| Failed::from(format!("{e:?}\n--- wrangler log tail ---\n{}", stack.log_tail(30))))
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Tear down before exiting: `exit` skips destructors.
+    drop(runtime);
+    match Arc::try_unwrap(stack) {
+        Ok(stack) => drop(stack),
+        Err(_) => eprintln!("e2e: stack still referenced at exit"),
+    }
+    conclusion.exit();
+}
