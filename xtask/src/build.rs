@@ -33,7 +33,11 @@ pub fn worker(t: &Toolchain, wasm: Wasm) -> Result<()> {
 /// The Worker plus every native binary.
 pub fn all(t: &Toolchain, wasm: Wasm) -> Result<()> {
     worker(t, wasm)?;
-    proc::run(Command::new(env!("CARGO")).current_dir(&t.root).args(["build", "--workspace", "--bins"]))
+    proc::run(Command::new(env!("CARGO")).current_dir(&t.root).args([
+        "build",
+        "--workspace",
+        "--bins",
+    ]))
 }
 
 /// Deploys `env_name`: remote D1 migrations first (so the new code never runs
@@ -58,8 +62,18 @@ pub fn deploy(env_name: &str, dry_run: bool) -> Result<()> {
         ]));
     }
     if env::var_os("CLOUDFLARE_API_TOKEN").is_none() {
-        bail!("set CLOUDFLARE_API_TOKEN (and CLOUDFLARE_ACCOUNT_ID) to deploy; see docs/runbooks.md");
+        bail!(
+            "set CLOUDFLARE_API_TOKEN (and CLOUDFLARE_ACCOUNT_ID) to deploy; see docs/runbooks.md"
+        );
     }
-    proc::run(t.wrangler().args(["d1", "migrations", "apply", "DB", "--remote", "--config", &config]))?;
+    proc::run(t.wrangler().args([
+        "d1",
+        "migrations",
+        "apply",
+        "DB",
+        "--remote",
+        "--config",
+        &config,
+    ]))?;
     proc::run(t.wrangler().args(["deploy", "--config", &config]))
 }

@@ -18,7 +18,17 @@ use crate::{config, proc};
 
 /// Applies every migration in `migrations/` to the local D1 state in `state`.
 pub fn migrate_local(t: &Toolchain, config: &str, state: &str) -> Result<()> {
-    proc::run(t.wrangler().args(["d1", "migrations", "apply", "DB", "--local", "--config", config, "--persist-to", state]))
+    proc::run(t.wrangler().args([
+        "d1",
+        "migrations",
+        "apply",
+        "DB",
+        "--local",
+        "--config",
+        config,
+        "--persist-to",
+        state,
+    ]))
 }
 
 /// Starts `wrangler dev` on 127.0.0.1:`port` with local state in `state`.
@@ -62,7 +72,8 @@ pub fn run(port: u16, fresh: bool) -> Result<()> {
     let config = config::render("dev")?.to_string_lossy().into_owned();
     let state_dir = t.root.join(".burstflare/state");
     if fresh && state_dir.exists() {
-        std::fs::remove_dir_all(&state_dir).with_context(|| format!("cannot remove {}", state_dir.display()))?;
+        std::fs::remove_dir_all(&state_dir)
+            .with_context(|| format!("cannot remove {}", state_dir.display()))?;
     }
     let state = state_dir.to_string_lossy().into_owned();
     migrate_local(&t, &config, &state)?;
@@ -74,7 +85,8 @@ pub fn run(port: u16, fresh: bool) -> Result<()> {
     // waits for it to finish shutting down instead of dying first.
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("cannot handle Ctrl-C")?;
 
     let mut child = spawn_wrangler(&t, &config, &state, port)?;
     let url = format!("http://127.0.0.1:{port}");
@@ -102,7 +114,9 @@ pub fn run(port: u16, fresh: bool) -> Result<()> {
                     eprintln!("BurstFlare is running at {url}");
                     eprintln!("  web app:   {url}/");
                     eprintln!("  health:    target/debug/burstflare --api-url {url} status");
-                    eprintln!("  sign up:   target/debug/burstflare --api-url {url} auth register --email you@example.com --name You");
+                    eprintln!(
+                        "  sign up:   target/debug/burstflare --api-url {url} auth register --email you@example.com --name You"
+                    );
                     eprintln!("  state:     {state}");
                     eprintln!("Press Ctrl-C to stop.");
                 }

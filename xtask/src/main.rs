@@ -82,7 +82,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev { port, fresh } => dev::run(port, fresh),
-        Command::Test { no_lint, e2e_filter } => test::run(!no_lint, e2e_filter.as_deref()),
+        Command::Test {
+            no_lint,
+            e2e_filter,
+        } => test::run(!no_lint, e2e_filter.as_deref()),
         Command::Build { optimize } => {
             tools::bootstrap().and_then(|t| build::all(&t, build::Wasm { optimize }))
         }

@@ -15,7 +15,9 @@ pub fn display(cmd: &Command) -> String {
 /// Runs `cmd` with inherited stdio; fails unless it exits 0.
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {}", display(cmd));
-    let status = cmd.status().with_context(|| format!("cannot start `{}`", display(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{}`", display(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", display(cmd));
     }
@@ -24,6 +26,12 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs `cmd` quietly and returns its stdout, or None if it cannot run or fails.
 pub fn output(program: impl AsRef<OsStr>, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = Command::new(program)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

@@ -19,7 +19,9 @@ struct Totals {
 impl Totals {
     /// Adds the counts of a libtest summary line (`test result: ok. 3 passed; 0 failed; 1 ignored; …`).
     fn add_line(&mut self, line: &str) {
-        let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
         for part in rest.split(';') {
             let words: Vec<&str> = part.split_whitespace().collect();
             let (n, what) = match words.as_slice() {
@@ -39,7 +41,10 @@ impl Totals {
 /// Runs a test command, echoing its output and adding its summary lines.
 fn run_tests(cmd: &mut Command, totals: &mut Totals) -> Result<bool> {
     eprintln!("$ {}", proc::display(cmd));
-    let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("cannot start `{}`", proc::display(cmd)))?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", proc::display(cmd)))?;
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
             let line = line?;
@@ -60,7 +65,14 @@ pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
     if lint {
         proc::run(cargo().args(["fmt", "--all", "--", "--check"]))
             .context("formatting differs; run `cargo fmt --all`")?;
-        proc::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+        proc::run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
         proc::run(cargo().args([
             "clippy",
             "-p",
@@ -80,8 +92,13 @@ pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
     proc::run(cargo().args(["build", "--workspace", "--bins"]))?;
 
     let mut totals = Totals::default();
-    let unit_ok = run_tests(cargo().args(["test", "--workspace", "--exclude", "burstflare-e2e"]), &mut totals)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| t.root.join("target"));
+    let unit_ok = run_tests(
+        cargo().args(["test", "--workspace", "--exclude", "burstflare-e2e"]),
+        &mut totals,
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| t.root.join("target"));
     let mut e2e = cargo();
     e2e.args(["test", "-p", "burstflare-e2e", "--test", "e2e", "--"])
         .env("BURSTFLARE_NODE_BIN_DIR", &t.node_bin_dir)
@@ -92,7 +109,10 @@ pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
         e2e.arg(filter);
     }
     let e2e_ok = run_tests(&mut e2e, &mut totals)?;
-    println!("summary: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
     if !(unit_ok && e2e_ok) || totals.failed > 0 {
         bail!("tests failed");
     }
@@ -107,7 +127,9 @@ mod tests {
     fn parses_libtest_summaries() {
         let mut t = Totals::default();
         t.add_line("test result: ok. 18 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.03s");
-        t.add_line("test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+        t.add_line(
+            "test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
         t.add_line("running 4 tests");
         assert_eq!((t.passed, t.failed, t.ignored), (21, 1, 2));
     }

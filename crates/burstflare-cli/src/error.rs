@@ -38,15 +38,26 @@ pub struct CliError {
 
 impl CliError {
     pub fn user(message: impl Into<String>) -> Self {
-        Self { kind: ExitKind::User, message: message.into(), causes: vec![], hints: vec![] }
+        Self {
+            kind: ExitKind::User,
+            message: message.into(),
+            causes: vec![],
+            hints: vec![],
+        }
     }
 
     pub fn unexpected(message: impl Into<String>) -> Self {
-        Self { kind: ExitKind::Unexpected, ..Self::user(message) }
+        Self {
+            kind: ExitKind::Unexpected,
+            ..Self::user(message)
+        }
     }
 
     pub fn unhealthy(message: impl Into<String>) -> Self {
-        Self { kind: ExitKind::Unhealthy, ..Self::user(message) }
+        Self {
+            kind: ExitKind::Unhealthy,
+            ..Self::user(message)
+        }
     }
 
     pub fn cause(mut self, cause: impl Into<String>) -> Self {
@@ -88,7 +99,8 @@ impl CliError {
         if let Some(request_id) = err.api_error().and_then(|b| b.request_id.clone())
             && out.kind == ExitKind::Unexpected
         {
-            out.hints.push(format!("quote request id {request_id} when reporting this"));
+            out.hints
+                .push(format!("quote request id {request_id} when reporting this"));
         }
         out
     }

@@ -109,9 +109,15 @@ impl App {
         let dir = ConfigDir::discover()?;
         let api_url = match api_url {
             Some(url) => url,
-            None => dir.load_config()?.api_url.unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
+            None => dir
+                .load_config()?
+                .api_url
+                .unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
         };
-        Ok(Self { dir, api_url: normalize_url(&api_url) })
+        Ok(Self {
+            dir,
+            api_url: normalize_url(&api_url),
+        })
     }
 
     fn anonymous(&self) -> Result<Client, CliError> {
@@ -121,7 +127,10 @@ impl App {
 
     /// A client with the token from `BURSTFLARE_TOKEN` or the credentials file.
     fn signed_in(&self) -> Result<Client, CliError> {
-        let token = match std::env::var("BURSTFLARE_TOKEN").ok().filter(|t| !t.is_empty()) {
+        let token = match std::env::var("BURSTFLARE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
             Some(t) => Some(t),
             None => self.dir.token_for(&self.api_url)?,
         };
@@ -142,7 +151,8 @@ fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
 }
 
 fn fmt_time(t: Option<OffsetDateTime>) -> String {
-    t.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| "-".to_owned())
+    t.and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 /// Prints rows as left-aligned columns.
@@ -154,7 +164,11 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
@@ -179,18 +193,33 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Status(flag) => status(&app, flag).await,
         Command::Whoami(flag) => {
-            let me = app.signed_in()?.me().await.map_err(|e| CliError::from_client("could not fetch your account", e))?;
+            let me = app
+                .signed_in()?
+                .me()
+                .await
+                .map_err(|e| CliError::from_client("could not fetch your account", e))?;
             if flag.json {
                 return print_json(&me);
             }
-            println!("{} <{}> ({})", me.user.display_name, me.user.email, me.user.id);
-            println!("API: {}  token: {} ({})", app.api_url, me.token.prefix, me.token.name);
+            println!(
+                "{} <{}> ({})",
+                me.user.display_name, me.user.email, me.user.id
+            );
+            println!(
+                "API: {}  token: {} ({})",
+                app.api_url, me.token.prefix, me.token.name
+            );
             print_table(
                 &["WORKSPACE", "SLUG", "KIND", "ROLE"],
                 &me.workspaces
                     .iter()
                     .map(|w| {
-                        vec![w.name.clone(), w.slug.clone(), format!("{:?}", w.kind).to_lowercase(), w.role.as_str().into()]
+                        vec![
+                            w.name.clone(),
+                            w.slug.clone(),
+                            format!("{:?}", w.kind).to_lowercase(),
+                            w.role.as_str().into(),
+                        ]
                     })
                     .collect::<Vec<_>>(),
             );
@@ -199,20 +228,38 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Auth(AuthCommand::Register { email, name, json }) => {
             let client = app.anonymous()?;
             let resp = client
-                .register(&RegisterRequest { email: email.clone(), display_name: name })
+                .register(&RegisterRequest {
+                    email: email.clone(),
+                    display_name: name,
+                })
                 .await
                 .map_err(|e| CliError::from_client(format!("could not register {email}"), e))?;
-            let path = app.dir.save_token(&app.api_url, &resp.access_token.token, Some(&resp.user.email))?;
+            let path = app.dir.save_token(
+                &app.api_url,
+                &resp.access_token.token,
+                Some(&resp.user.email),
+            )?;
             if json.json {
                 return print_json(&resp);
             }
             println!("{}", resp.user.id);
-            eprintln!("Registered {} with personal workspace {}.", resp.user.email, resp.workspace.slug);
-            eprintln!("Signed in to {}; token saved to {}.", app.api_url, path.display());
+            eprintln!(
+                "Registered {} with personal workspace {}.",
+                resp.user.email, resp.workspace.slug
+            );
+            eprintln!(
+                "Signed in to {}; token saved to {}.",
+                app.api_url,
+                path.display()
+            );
             Ok(())
         }
         Command::Auth(AuthCommand::Token(cmd)) => token(&app, cmd).await,
-        Command::Diagnose { dead_letter, timeout, json } => diagnose(&app, dead_letter, timeout, json.json).await,
+        Command::Diagnose {
+            dead_letter,
+            timeout,
+            json,
+        } => diagnose(&app, dead_letter, timeout, json.json).await,
     }
 }
 
@@ -226,21 +273,39 @@ async fn status(app: &App, flag: JsonFlag) -> Result<(), CliError> {
         print_json(&report.health)?;
     } else {
         let h = &report.health;
-        let state = if h.status == HealthState::Ok { "healthy" } else { "UNHEALTHY" };
-        println!("{} — {state} (environment {}, version {})", app.api_url, h.environment, h.version);
+        let state = if h.status == HealthState::Ok {
+            "healthy"
+        } else {
+            "UNHEALTHY"
+        };
+        println!(
+            "{} — {state} (environment {}, version {})",
+            app.api_url, h.environment, h.version
+        );
         println!("schema: {}", h.schema.explain());
         print_table(
             &["BINDING", "KIND", "STATUS", "DETAIL"],
             &h.bindings
                 .iter()
                 .map(|b| {
-                    let kind = serde_json::to_value(b.kind).ok().and_then(|v| v.as_str().map(str::to_owned));
-                    vec![b.name.clone(), kind.unwrap_or_default(), if b.ok { "ok" } else { "FAIL" }.into(), b.detail.clone()]
+                    let kind = serde_json::to_value(b.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned));
+                    vec![
+                        b.name.clone(),
+                        kind.unwrap_or_default(),
+                        if b.ok { "ok" } else { "FAIL" }.into(),
+                        b.detail.clone(),
+                    ]
                 })
                 .collect::<Vec<_>>(),
         );
         match &h.last_reconcile {
-            Some(r) => println!("last reconcile: {} ({})", fmt_time(Some(r.finished_at)), r.trigger),
+            Some(r) => println!(
+                "last reconcile: {} ({})",
+                fmt_time(Some(r.finished_at)),
+                r.trigger
+            ),
             None => println!("last reconcile: never"),
         }
     }
@@ -256,11 +321,20 @@ async fn status(app: &App, flag: JsonFlag) -> Result<(), CliError> {
 async fn token(app: &App, cmd: TokenCommand) -> Result<(), CliError> {
     let client = app.signed_in()?;
     match cmd {
-        TokenCommand::Create { name, expires_in_days, json } => {
+        TokenCommand::Create {
+            name,
+            expires_in_days,
+            json,
+        } => {
             let issued = client
-                .create_token(&CreateTokenRequest { name: name.clone(), expires_in_days })
+                .create_token(&CreateTokenRequest {
+                    name: name.clone(),
+                    expires_in_days,
+                })
                 .await
-                .map_err(|e| CliError::from_client(format!("could not create token {name:?}"), e))?;
+                .map_err(|e| {
+                    CliError::from_client(format!("could not create token {name:?}"), e)
+                })?;
             if json.json {
                 return print_json(&issued);
             }
@@ -274,17 +348,29 @@ async fn token(app: &App, cmd: TokenCommand) -> Result<(), CliError> {
             Ok(())
         }
         TokenCommand::List(flag) => {
-            let tokens =
-                client.all_tokens().await.map_err(|e| CliError::from_client("could not list tokens", e))?;
+            let tokens = client
+                .all_tokens()
+                .await
+                .map_err(|e| CliError::from_client("could not list tokens", e))?;
             if flag.json {
                 return print_json(&tokens);
             }
             if tokens.is_empty() {
-                eprintln!("No personal access tokens. Create one with `burstflare auth token create --name ci`.");
+                eprintln!(
+                    "No personal access tokens. Create one with `burstflare auth token create --name ci`."
+                );
                 return Ok(());
             }
             print_table(
-                &["ID", "NAME", "PREFIX", "STATE", "CREATED", "EXPIRES", "LAST USED"],
+                &[
+                    "ID",
+                    "NAME",
+                    "PREFIX",
+                    "STATE",
+                    "CREATED",
+                    "EXPIRES",
+                    "LAST USED",
+                ],
                 &tokens
                     .iter()
                     .map(|t| {
@@ -329,8 +415,14 @@ async fn diagnose(app: &App, dead_letter: bool, timeout: u64, json: bool) -> Res
         for stage in &probe.stages {
             if stage.status != ProbeStageStatus::Pending && !reported.contains(&stage.name) {
                 reported.push(stage.name);
-                let name = serde_json::to_value(stage.name).ok().and_then(|v| v.as_str().map(str::to_owned));
-                eprintln!("  ✓ {:<18} {}", name.unwrap_or_default(), stage.detail.as_deref().unwrap_or(""));
+                let name = serde_json::to_value(stage.name)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                eprintln!(
+                    "  ✓ {:<18} {}",
+                    name.unwrap_or_default(),
+                    stage.detail.as_deref().unwrap_or("")
+                );
             }
         }
         if probe.complete || Instant::now() >= deadline {
@@ -353,20 +445,37 @@ async fn diagnose(app: &App, dead_letter: bool, timeout: u64, json: bool) -> Res
             .stages
             .iter()
             .filter(|s| s.status == ProbeStageStatus::Pending)
-            .filter_map(|s| serde_json::to_value(s.name).ok().and_then(|v| v.as_str().map(str::to_owned)))
+            .filter_map(|s| {
+                serde_json::to_value(s.name)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            })
             .collect();
-        Err(CliError::unhealthy(format!("probe {} did not complete within {timeout}s", probe.id))
-            .cause(format!("still pending: {}", pending.join(", ")))
-            .hint("check the Worker's logs (`wrangler tail` in production) for queue or workflow errors"))
+        Err(CliError::unhealthy(format!(
+            "probe {} did not complete within {timeout}s",
+            probe.id
+        ))
+        .cause(format!("still pending: {}", pending.join(", ")))
+        .hint(
+            "check the Worker's logs (`wrangler tail` in production) for queue or workflow errors",
+        ))
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
-            eprint!("{}", CliError::unexpected("cannot start the async runtime").cause(e.to_string()).render());
+            eprint!(
+                "{}",
+                CliError::unexpected("cannot start the async runtime")
+                    .cause(e.to_string())
+                    .render()
+            );
             return ExitCode::from(70);
         }
     };

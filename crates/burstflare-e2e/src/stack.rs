@@ -26,7 +26,10 @@ pub struct Tools {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_default()
 }
 
 fn cargo() -> Command {
@@ -36,7 +39,10 @@ fn cargo() -> Command {
 }
 
 fn run_checked(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed ({})", out.status);
     }
@@ -48,13 +54,26 @@ impl Tools {
     /// building through xtask when run standalone.
     pub fn discover() -> Result<Self> {
         let repo = repo_root();
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-        if let (Some(node_bin_dir), Some(wrangler), Some(cli)) =
-            (var("BURSTFLARE_NODE_BIN_DIR"), var("BURSTFLARE_WRANGLER"), var("BURSTFLARE_CLI_BIN"))
-        {
-            return Ok(Self { repo, node_bin_dir, wrangler, cli });
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let (Some(node_bin_dir), Some(wrangler), Some(cli)) = (
+            var("BURSTFLARE_NODE_BIN_DIR"),
+            var("BURSTFLARE_WRANGLER"),
+            var("BURSTFLARE_CLI_BIN"),
+        ) {
+            return Ok(Self {
+                repo,
+                node_bin_dir,
+                wrangler,
+                cli,
+            });
         }
-        eprintln!("e2e: bootstrapping and building through xtask (run `cargo xtask test` to reuse its build)");
+        eprintln!(
+            "e2e: bootstrapping and building through xtask (run `cargo xtask test` to reuse its build)"
+        );
         let env_lines = run_checked(cargo().args(["run", "-q", "-p", "xtask", "--", "env"]))?;
         run_checked(cargo().args(["build", "-q", "-p", "burstflare-cli", "--bins"]))?;
         let mut node_bin_dir = None;
@@ -68,7 +87,8 @@ impl Tools {
         }
         let target = var("CARGO_TARGET_DIR").unwrap_or_else(|| repo.join("target"));
         Ok(Self {
-            node_bin_dir: node_bin_dir.context("xtask env did not print BURSTFLARE_NODE_BIN_DIR")?,
+            node_bin_dir: node_bin_dir
+                .context("xtask env did not print BURSTFLARE_NODE_BIN_DIR")?,
             wrangler: wrangler.context("xtask env did not print BURSTFLARE_WRANGLER")?,
             cli: target.join("debug/burstflare"),
             repo,
@@ -77,7 +97,9 @@ impl Tools {
 
     fn path_env(&self) -> OsString {
         let mut paths = vec![self.node_bin_dir.clone()];
-        paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+        paths.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
         std::env::join_paths(paths).unwrap_or_default()
     }
 
@@ -102,7 +124,9 @@ impl Tools {
 
 /// True when something on 127.0.0.1:`port` answers `GET path` with an HTTP status line.
 fn http_answers(port: u16, path: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     if write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
         return false;
@@ -120,7 +144,10 @@ static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// A string unique within and across runs (`1732712345123-7`).
 pub fn unique() -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     format!("{ms}-{}", UNIQUE.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -139,7 +166,9 @@ impl Stack {
     /// Starts a stack; with `migrate`, applies the D1 migrations first.
     pub fn start(tools: &Tools, migrate: bool) -> Result<Self> {
         let config = tools.config("dev")?;
-        let state = tempfile::Builder::new().prefix("burstflare-e2e-").tempdir()?;
+        let state = tempfile::Builder::new()
+            .prefix("burstflare-e2e-")
+            .tempdir()?;
         let port = free_port()?;
         let log = state.path().join("wrangler.log");
         let log_file = fs::File::create(&log)?;
@@ -148,8 +177,23 @@ impl Stack {
             .arg(&config)
             .arg("--persist-to")
             .arg(state.path().join("state"))
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", "0"])
-            .args(["--test-scheduled", "--show-interactive-dev-session=false", "--log-level", "info"])
+            .args([
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--inspector-port",
+                "0",
+            ])
+            .args([
+                "--test-scheduled",
+                "--show-interactive-dev-session=false",
+                "--log-level",
+                "info",
+            ])
+            // A dev registry of its own: stacks share worker and queue names, and
+            // wrangler would otherwise route queue messages between them.
+            .env("WRANGLER_REGISTRY_PATH", state.path().join("registry"))
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             // Its own process group, so teardown reaches workerd as well.
@@ -186,7 +230,11 @@ impl Stack {
             .arg(self.persist_dir())
             .output()?;
         if !out.status.success() {
-            bail!("migrations failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "migrations failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -203,7 +251,11 @@ impl Stack {
             .args(["--command", sql])
             .output()?;
         if !out.status.success() {
-            bail!("d1 execute {sql:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "d1 execute {sql:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -217,7 +269,10 @@ impl Stack {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("wrangler dev did not serve within {timeout:?}; log tail:\n{}", self.log_tail(40))
+        bail!(
+            "wrangler dev did not serve within {timeout:?}; log tail:\n{}",
+            self.log_tail(40)
+        )
     }
 
     /// The last `lines` lines of wrangler's output.
@@ -237,7 +292,10 @@ impl Stack {
         let email = format!("{name}-{}@example.test", unique());
         let resp = self
             .client()?
-            .register(&RegisterRequest { email, display_name: name.to_owned() })
+            .register(&RegisterRequest {
+                email,
+                display_name: name.to_owned(),
+            })
             .await
             .context("register")?;
         let client = Client::new(&self.url, Some(resp.access_token.token.clone()))?;
@@ -267,5 +325,10 @@ impl Drop for Stack {
         }
         let _ = killpg(pgid, Signal::SIGKILL);
         let _ = self.child.wait();
+        // Keep wrangler's log for post-mortems (CI prints nothing else of it).
+        let logs = self.tools.repo.join("target/burstflare/e2e-logs");
+        if fs::create_dir_all(&logs).is_ok() {
+            let _ = fs::copy(&self.log, logs.join(format!("wrangler-{}.log", self.port)));
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! logged and acknowledged, since retrying cannot fix it.
 
 use serde::{Deserialize, Serialize};
-use worker::{Env, MessageBatch, MessageExt};
+use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 use crate::error::{ApiError, ApiResult};
 use crate::platform::{self, BUILD_QUEUE, RECONCILE_QUEUE};
@@ -73,6 +73,15 @@ fn role(env: &Env, queue: &str) -> Option<QueueRole> {
     .map(|(_, role)| role)
 }
 
+/// Longest backoff before a failed message is delivered again.
+const MAX_RETRY_DELAY_SECONDS: i64 = 300;
+
+/// Backoff for a retried message: as long as the message has existed, so
+/// successive retries roughly double, between 1 second and 5 minutes.
+fn retry_delay_seconds(age_ms: i64) -> u32 {
+    u32::try_from((age_ms / 1000).clamp(1, MAX_RETRY_DELAY_SECONDS)).unwrap_or(1)
+}
+
 /// What to do with a delivered message.
 enum Outcome {
     Ack,
@@ -88,6 +97,9 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
         batch.retry_all();
         return;
     };
+    let max_delay = platform::var(&env, "QUEUE_RETRY_MAX_DELAY_SECONDS", "300")
+        .parse()
+        .unwrap_or(300);
     for message in batch.iter() {
         let message = match message {
             Ok(m) => m,
@@ -97,16 +109,20 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
             }
         };
         let outcome = handle(&env, role, message.body()).await;
+        let age_ms = platform::now() - message.timestamp().as_millis() as i64;
+        let retry = QueueRetryOptionsBuilder::new()
+            .with_delay_seconds(retry_delay_seconds(age_ms))
+            .build();
         match outcome {
             Ok(Outcome::Ack) => message.ack(),
-            Ok(Outcome::Retry) => message.retry(),
+            Ok(Outcome::Retry) => message.retry_with_options(&retry),
             Err(e) => {
                 worker::console_error!(
                     "queue {queue}: message {} failed, will retry: {}",
                     message.id(),
                     e.internal.unwrap_or(e.message)
                 );
-                message.retry();
+                message.retry_with_options(&retry);
             }
         }
     }

@@ -13,12 +13,23 @@ pub async fn register_creates_user_workspace_and_token(stack: &Stack) -> Result<
     let email = format!("Ada.Lovelace-{}@Example.TEST", unique());
     let resp = stack
         .client()?
-        .register(&RegisterRequest { email: email.clone(), display_name: "  Ada Lovelace ".into() })
+        .register(&RegisterRequest {
+            email: email.clone(),
+            display_name: "  Ada Lovelace ".into(),
+        })
         .await?;
-    ensure!(resp.user.email == email.to_lowercase(), "email normalized: {}", resp.user.email);
+    ensure!(
+        resp.user.email == email.to_lowercase(),
+        "email normalized: {}",
+        resp.user.email
+    );
     ensure!(resp.user.display_name == "Ada Lovelace");
     ensure!(resp.workspace.kind == WorkspaceKind::Personal && resp.workspace.role == Role::Owner);
-    ensure!(resp.workspace.slug.starts_with("ada-lovelace-"), "slug {}", resp.workspace.slug);
+    ensure!(
+        resp.workspace.slug.starts_with("ada-lovelace-"),
+        "slug {}",
+        resp.workspace.slug
+    );
     let token = &resp.access_token;
     ensure!(token.token.starts_with("bf_at_") && token.info.kind == TokenKind::Access);
     ensure!(token.token.starts_with(&token.info.prefix));
@@ -31,35 +42,71 @@ pub async fn register_creates_user_workspace_and_token(stack: &Stack) -> Result<
     ensure!(me.token.id == token.info.id);
 
     // Only the hash is stored: the plaintext appears nowhere in D1.
-    let dump = stack.d1_execute(&format!("SELECT * FROM api_tokens WHERE id = '{}'", token.info.id))?;
+    let dump = stack.d1_execute(&format!(
+        "SELECT * FROM api_tokens WHERE id = '{}'",
+        token.info.id
+    ))?;
     ensure!(!dump.contains(&token.token), "plaintext token stored in D1");
-    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.token.as_bytes()));
-    ensure!(dump.contains(&hash), "token_hash is the SHA-256 of the token: {dump}");
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        token.token.as_bytes(),
+    ));
+    ensure!(
+        dump.contains(&hash),
+        "token_hash is the SHA-256 of the token: {dump}"
+    );
     Ok(())
 }
 
 pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<()> {
     let client = stack.client()?;
     let email = format!("dup-{}@example.test", unique());
-    client.register(&RegisterRequest { email: email.clone(), display_name: "Dup".into() }).await?;
+    client
+        .register(&RegisterRequest {
+            email: email.clone(),
+            display_name: "Dup".into(),
+        })
+        .await?;
     let err = expect_api_error(
-        client.register(&RegisterRequest { email: email.to_uppercase(), display_name: "Dup 2".into() }).await,
+        client
+            .register(&RegisterRequest {
+                email: email.to_uppercase(),
+                display_name: "Dup 2".into(),
+            })
+            .await,
         409,
         ErrorCode::EmailTaken,
     )?;
     ensure!(err.message.contains(&email), "{}", err.message);
 
-    for bad in ["", "no-at-sign", "a@localhost", "two@@example.com", "spa ce@example.com"] {
+    for bad in [
+        "",
+        "no-at-sign",
+        "a@localhost",
+        "two@@example.com",
+        "spa ce@example.com",
+    ] {
         let err = expect_api_error(
-            client.register(&RegisterRequest { email: bad.into(), display_name: "X".into() }).await,
+            client
+                .register(&RegisterRequest {
+                    email: bad.into(),
+                    display_name: "X".into(),
+                })
+                .await,
             400,
             ErrorCode::InvalidField,
         )?;
-        ensure!(err.details["field"] == "email", "{bad:?}: {:?}", err.details);
+        ensure!(
+            err.details["field"] == "email",
+            "{bad:?}: {:?}",
+            err.details
+        );
     }
     let err = expect_api_error(
         client
-            .register(&RegisterRequest { email: format!("n-{}@example.test", unique()), display_name: "  ".into() })
+            .register(&RegisterRequest {
+                email: format!("n-{}@example.test", unique()),
+                display_name: "  ".into(),
+            })
             .await,
         400,
         ErrorCode::InvalidField,
@@ -72,7 +119,11 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
         serde_json::json!({"email": "x@example.test", "display_name": "X", "admin": true}),
         serde_json::json!(["x@example.test"]),
     ] {
-        let resp = http.post(stack.api("/auth/register")).json(&body).send().await?;
+        let resp = http
+            .post(stack.api("/auth/register"))
+            .json(&body)
+            .send()
+            .await?;
         expect_envelope(resp, 400, ErrorCode::MalformedJson).await?;
     }
     Ok(())
@@ -82,9 +133,17 @@ pub async fn missing_invalid_revoked_and_expired_tokens_are_401(stack: &Stack) -
     let http = stack.http();
     let me = stack.api("/me");
     let resp = http.get(&me).send().await?;
-    ensure!(resp.headers().get("www-authenticate").is_some(), "401 without WWW-Authenticate");
+    ensure!(
+        resp.headers().get("www-authenticate").is_some(),
+        "401 without WWW-Authenticate"
+    );
     expect_envelope(resp, 401, ErrorCode::Unauthenticated).await?;
-    for header in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer not-a-token", "Bearer ghp_0123456789"] {
+    for header in [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer not-a-token",
+        "Bearer ghp_0123456789",
+    ] {
         let resp = http.get(&me).header("authorization", header).send().await?;
         expect_envelope(resp, 401, ErrorCode::InvalidToken).await?;
     }
@@ -95,18 +154,31 @@ pub async fn missing_invalid_revoked_and_expired_tokens_are_401(stack: &Stack) -
     ensure!(err.message.contains("not recognised"), "{}", err.message);
 
     let (_, client) = stack.register("auth401").await?;
-    let pat = client.create_token(&CreateTokenRequest { name: "soon revoked".into(), expires_in_days: None }).await?;
+    let pat = client
+        .create_token(&CreateTokenRequest {
+            name: "soon revoked".into(),
+            expires_in_days: None,
+        })
+        .await?;
     let pat_client = client.with_token(Some(pat.token.clone()));
     pat_client.me().await.context("a fresh PAT works")?;
     client.revoke_token(pat.info.id.as_str()).await?;
     let err = expect_api_error(pat_client.me().await, 401, ErrorCode::InvalidToken)?;
     ensure!(err.message.contains("revoked"), "{}", err.message);
 
-    let expiring = client.create_token(&CreateTokenRequest { name: "expiring".into(), expires_in_days: Some(1) }).await?;
+    let expiring = client
+        .create_token(&CreateTokenRequest {
+            name: "expiring".into(),
+            expires_in_days: Some(1),
+        })
+        .await?;
     let expiring_client = client.with_token(Some(expiring.token.clone()));
     expiring_client.me().await.context("not expired yet")?;
     // Move the expiry into the past in the real local D1.
-    stack.d1_execute(&format!("UPDATE api_tokens SET expires_at = 1 WHERE id = '{}'", expiring.info.id))?;
+    stack.d1_execute(&format!(
+        "UPDATE api_tokens SET expires_at = 1 WHERE id = '{}'",
+        expiring.info.id
+    ))?;
     let err = expect_api_error(expiring_client.me().await, 401, ErrorCode::InvalidToken)?;
     ensure!(err.message.contains("expired"), "{}", err.message);
     // The registration token is unaffected by all of this.
@@ -116,10 +188,18 @@ pub async fn missing_invalid_revoked_and_expired_tokens_are_401(stack: &Stack) -
 
 pub async fn personal_tokens_create_list_paginate_revoke(stack: &Stack) -> Result<()> {
     let (_, client) = stack.register("tokens").await?;
-    ensure!(client.list_tokens(None, None).await?.items.is_empty(), "new user has no personal tokens");
+    ensure!(
+        client.list_tokens(None, None).await?.items.is_empty(),
+        "new user has no personal tokens"
+    );
     let mut created = Vec::new();
     for (name, days) in [("ci", Some(30)), ("laptop", None), ("deploy", Some(366))] {
-        let issued = client.create_token(&CreateTokenRequest { name: name.into(), expires_in_days: days }).await?;
+        let issued = client
+            .create_token(&CreateTokenRequest {
+                name: name.into(),
+                expires_in_days: days,
+            })
+            .await?;
         ensure!(issued.token.starts_with("bf_pat_") && issued.info.kind == TokenKind::Personal);
         ensure!(issued.info.expires_at.is_some() == days.is_some());
         if let Some(d) = days {
@@ -150,27 +230,74 @@ pub async fn personal_tokens_create_list_paginate_revoke(stack: &Stack) -> Resul
     let ci = all.items.iter().find(|t| t.name == "ci").context("ci")?;
     ensure!(ci.last_used_at.is_some(), "last_used_at recorded");
     let listed = serde_json::to_string(&all)?;
-    ensure!(created.iter().all(|c| !listed.contains(&c.token)), "secrets must never be listed");
+    ensure!(
+        created.iter().all(|c| !listed.contains(&c.token)),
+        "secrets must never be listed"
+    );
 
     // Revoke, idempotently.
     let revoked = client.revoke_token(created[1].info.id.as_str()).await?;
     ensure!(revoked.revoked_at.is_some());
     let again = client.revoke_token(created[1].info.id.as_str()).await?;
-    ensure!(again.revoked_at == revoked.revoked_at, "second revoke keeps the first time");
+    ensure!(
+        again.revoked_at == revoked.revoked_at,
+        "second revoke keeps the first time"
+    );
     let after = client.list_tokens(None, None).await?;
-    ensure!(after.items.iter().filter(|t| t.revoked_at.is_some()).count() == 1);
+    ensure!(
+        after
+            .items
+            .iter()
+            .filter(|t| t.revoked_at.is_some())
+            .count()
+            == 1
+    );
 
     // Bad input.
     for (req, field) in [
-        (CreateTokenRequest { name: "".into(), expires_in_days: None }, "name"),
-        (CreateTokenRequest { name: "x".repeat(65), expires_in_days: None }, "name"),
-        (CreateTokenRequest { name: "zero".into(), expires_in_days: Some(0) }, "expires_in_days"),
-        (CreateTokenRequest { name: "long".into(), expires_in_days: Some(367) }, "expires_in_days"),
+        (
+            CreateTokenRequest {
+                name: "".into(),
+                expires_in_days: None,
+            },
+            "name",
+        ),
+        (
+            CreateTokenRequest {
+                name: "x".repeat(65),
+                expires_in_days: None,
+            },
+            "name",
+        ),
+        (
+            CreateTokenRequest {
+                name: "zero".into(),
+                expires_in_days: Some(0),
+            },
+            "expires_in_days",
+        ),
+        (
+            CreateTokenRequest {
+                name: "long".into(),
+                expires_in_days: Some(367),
+            },
+            "expires_in_days",
+        ),
     ] {
-        let err = expect_api_error(client.create_token(&req).await, 400, ErrorCode::InvalidField)?;
+        let err = expect_api_error(
+            client.create_token(&req).await,
+            400,
+            ErrorCode::InvalidField,
+        )?;
         ensure!(err.details["field"] == field, "{:?}", err.details);
     }
-    for (query, param) in [("limit=0", "limit"), ("limit=201", "limit"), ("limit=x", "limit"), ("cursor=zz", "cursor"), ("cursor=3a", "cursor")] {
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=zz", "cursor"),
+        ("cursor=3a", "cursor"),
+    ] {
         let resp = stack
             .http()
             .get(stack.api(&format!("/auth/tokens?{query}")))
@@ -180,22 +307,40 @@ pub async fn personal_tokens_create_list_paginate_revoke(stack: &Stack) -> Resul
         let err = expect_envelope(resp, 400, ErrorCode::InvalidQuery).await?;
         ensure!(err.details["param"] == param, "{query}: {:?}", err.details);
     }
-    expect_api_error(client.revoke_token("not-an-id").await, 400, ErrorCode::InvalidField)?;
-    expect_api_error(client.revoke_token("tok_00000000000000000000000000").await, 404, ErrorCode::TokenNotFound)?;
+    expect_api_error(
+        client.revoke_token("not-an-id").await,
+        400,
+        ErrorCode::InvalidField,
+    )?;
+    expect_api_error(
+        client.revoke_token("tok_00000000000000000000000000").await,
+        404,
+        ErrorCode::TokenNotFound,
+    )?;
     Ok(())
 }
 
 pub async fn tokens_are_isolated_between_users(stack: &Stack) -> Result<()> {
     let (_, alice) = stack.register("alice").await?;
     let (bob_reg, bob) = stack.register("bob").await?;
-    let alice_pat = alice.create_token(&CreateTokenRequest { name: "mine".into(), expires_in_days: None }).await?;
+    let alice_pat = alice
+        .create_token(&CreateTokenRequest {
+            name: "mine".into(),
+            expires_in_days: None,
+        })
+        .await?;
     // Bob sees 404 for Alice's token, exactly as for a missing one, and it keeps working.
-    expect_api_error(bob.revoke_token(alice_pat.info.id.as_str()).await, 404, ErrorCode::TokenNotFound)?;
+    expect_api_error(
+        bob.revoke_token(alice_pat.info.id.as_str()).await,
+        404,
+        ErrorCode::TokenNotFound,
+    )?;
     ensure!(bob.list_tokens(None, None).await?.items.is_empty());
     alice.with_token(Some(alice_pat.token.clone())).me().await?;
     // The registration (access) token is not revocable as a personal token.
     expect_api_error(
-        bob.revoke_token(bob_reg.access_token.info.id.as_str()).await,
+        bob.revoke_token(bob_reg.access_token.info.id.as_str())
+            .await,
         404,
         ErrorCode::TokenNotFound,
     )?;

@@ -31,7 +31,13 @@ fn stderr(o: &Output) -> String {
 }
 
 fn ok(o: Output) -> Result<Output> {
-    ensure!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status.code(), stdout(&o), stderr(&o));
+    ensure!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
     Ok(o)
 }
 
@@ -40,7 +46,13 @@ pub async fn cli_register_whoami_tokens_and_status(stack: &Stack) -> Result<()> 
     let dir = home.path().join("config");
     let email = format!("cli-{}@example.test", unique());
 
-    let reg = ok(cli(stack, &dir, &["auth", "register", "--email", &email, "--name", "Cli User", "--json"])?)?;
+    let reg = ok(cli(
+        stack,
+        &dir,
+        &[
+            "auth", "register", "--email", &email, "--name", "Cli User", "--json",
+        ],
+    )?)?;
     let reg: RegisterResponse = serde_json::from_slice(&reg.stdout)?;
     let creds = dir.join("credentials.toml");
     let mode = std::fs::metadata(&creds)?.permissions().mode() & 0o777;
@@ -52,15 +64,35 @@ pub async fn cli_register_whoami_tokens_and_status(stack: &Stack) -> Result<()> 
     let human = stdout(&ok(cli(stack, &dir, &["whoami"])?)?);
     ensure!(human.contains(&email) && human.contains("owner"), "{human}");
 
-    let created = ok(cli(stack, &dir, &["auth", "token", "create", "--name", "ci", "--expires-in-days", "7"])?)?;
+    let created = ok(cli(
+        stack,
+        &dir,
+        &[
+            "auth",
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--expires-in-days",
+            "7",
+        ],
+    )?)?;
     let secret = stdout(&created).trim().to_owned();
-    ensure!(secret.starts_with("bf_pat_"), "stdout is the token only: {secret:?}");
+    ensure!(
+        secret.starts_with("bf_pat_"),
+        "stdout is the token only: {secret:?}"
+    );
     ensure!(stderr(&created).contains("not shown again"));
 
-    let listed: Vec<TokenInfo> = serde_json::from_slice(&ok(cli(stack, &dir, &["auth", "token", "list", "--json"])?)?.stdout)?;
+    let listed: Vec<TokenInfo> = serde_json::from_slice(
+        &ok(cli(stack, &dir, &["auth", "token", "list", "--json"])?)?.stdout,
+    )?;
     ensure!(listed.len() == 1 && listed[0].name == "ci");
     let table = stdout(&ok(cli(stack, &dir, &["auth", "token", "list"])?)?);
-    ensure!(table.starts_with("ID") && table.contains("active") && !table.contains(&secret), "{table}");
+    ensure!(
+        table.starts_with("ID") && table.contains("active") && !table.contains(&secret),
+        "{table}"
+    );
 
     // The created token works on its own, through the environment.
     let via_env = Command::new(&stack.tools.cli)
@@ -80,10 +112,16 @@ pub async fn cli_register_whoami_tokens_and_status(stack: &Stack) -> Result<()> 
     let health: Health = serde_json::from_slice(&status.stdout)?;
     ensure!(health.bindings.len() == 7 && health.bindings.iter().all(|b| b.ok));
     let human = stdout(&ok(cli(stack, &dir, &["status"])?)?);
-    ensure!(human.contains("healthy") && human.contains("BUILD_WORKFLOW"), "{human}");
+    ensure!(
+        human.contains("healthy") && human.contains("BUILD_WORKFLOW"),
+        "{human}"
+    );
 
     // The API URL can come from config.toml instead of the flag.
-    std::fs::write(dir.join("config.toml"), format!("api_url = \"{}\"\n", stack.url))?;
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("api_url = \"{}\"\n", stack.url),
+    )?;
     let o = Command::new(&stack.tools.cli)
         .args(["whoami", "--json"])
         .env("BURSTFLARE_CONFIG_DIR", &dir)
@@ -102,20 +140,45 @@ pub async fn cli_errors_and_exit_codes(stack: &Stack) -> Result<()> {
     let o = cli(stack, &dir, &["whoami"])?;
     ensure!(o.status.code() == Some(1), "{o:?}");
     let e = stderr(&o);
-    ensure!(e.starts_with("error: not signed in") && e.contains("hint: run `burstflare auth register"), "{e}");
+    ensure!(
+        e.starts_with("error: not signed in") && e.contains("hint: run `burstflare auth register"),
+        "{e}"
+    );
 
     // A rejected request shows the server's reason and a hint.
     let email = format!("cli-dup-{}@example.test", unique());
-    ok(cli(stack, &dir, &["auth", "register", "--email", &email, "--name", "One"])?)?;
-    let o = cli(stack, &dir, &["auth", "register", "--email", &email, "--name", "Two"])?;
+    ok(cli(
+        stack,
+        &dir,
+        &["auth", "register", "--email", &email, "--name", "One"],
+    )?)?;
+    let o = cli(
+        stack,
+        &dir,
+        &["auth", "register", "--email", &email, "--name", "Two"],
+    )?;
     ensure!(o.status.code() == Some(1));
     let e = stderr(&o);
-    ensure!(e.contains(&format!("error: could not register {email}")), "{e}");
-    ensure!(e.contains("  Caused by: an account for") && e.contains("(email_taken, HTTP 409)"), "{e}");
+    ensure!(
+        e.contains(&format!("error: could not register {email}")),
+        "{e}"
+    );
+    ensure!(
+        e.contains("  Caused by: an account for") && e.contains("(email_taken, HTTP 409)"),
+        "{e}"
+    );
     ensure!(e.contains("hint: "), "{e}");
 
-    let o = cli(stack, &dir, &["auth", "register", "--email", "nope", "--name", "X"])?;
-    ensure!(o.status.code() == Some(1) && stderr(&o).contains("invalid_field"), "{}", stderr(&o));
+    let o = cli(
+        stack,
+        &dir,
+        &["auth", "register", "--email", "nope", "--name", "X"],
+    )?;
+    ensure!(
+        o.status.code() == Some(1) && stderr(&o).contains("invalid_field"),
+        "{}",
+        stderr(&o)
+    );
 
     // A revoked token says how to recover.
     let o = Command::new(&stack.tools.cli)
@@ -123,7 +186,11 @@ pub async fn cli_errors_and_exit_codes(stack: &Stack) -> Result<()> {
         .env("BURSTFLARE_CONFIG_DIR", &dir)
         .env("BURSTFLARE_TOKEN", format!("bf_pat_{}", "1".repeat(52)))
         .output()?;
-    ensure!(o.status.code() == Some(1) && stderr(&o).contains("hint: sign in again"), "{}", stderr(&o));
+    ensure!(
+        o.status.code() == Some(1) && stderr(&o).contains("hint: sign in again"),
+        "{}",
+        stderr(&o)
+    );
 
     // Nothing listening: a user error pointing at the URL.
     let port = burstflare_e2e::stack::free_port()?;
@@ -133,18 +200,36 @@ pub async fn cli_errors_and_exit_codes(stack: &Stack) -> Result<()> {
         .output()?;
     ensure!(o.status.code() == Some(1), "{o:?}");
     let e = stderr(&o);
-    ensure!(e.contains("Caused by: could not reach") && e.contains("--api-url"), "{e}");
+    ensure!(
+        e.contains("Caused by: could not reach") && e.contains("--api-url"),
+        "{e}"
+    );
 
     // Bad flags are clap's usage errors.
     let o = cli(stack, &dir, &["auth", "token", "create"])?;
     ensure!(o.status.code() == Some(2), "{o:?}");
-    let o = cli(stack, &dir, &["--api-url", "ftp://x", "status"])?;
-    ensure!(o.status.code() == Some(1) && stderr(&o).contains("http or https"), "{}", stderr(&o));
+    let o = Command::new(&stack.tools.cli)
+        .args(["--api-url", "ftp://x", "status"])
+        .env("BURSTFLARE_CONFIG_DIR", &dir)
+        .output()?;
+    ensure!(
+        o.status.code() == Some(1) && stderr(&o).contains("http or https"),
+        "{}",
+        stderr(&o)
+    );
 
     // A broken config file is reported, not ignored.
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("config.toml"), "api_url = [")?;
-    let o = Command::new(&stack.tools.cli).arg("status").env("BURSTFLARE_CONFIG_DIR", &dir).env_remove("BURSTFLARE_API_URL").output()?;
-    ensure!(o.status.code() == Some(1) && stderr(&o).contains("cannot parse"), "{}", stderr(&o));
+    let o = Command::new(&stack.tools.cli)
+        .arg("status")
+        .env("BURSTFLARE_CONFIG_DIR", &dir)
+        .env_remove("BURSTFLARE_API_URL")
+        .output()?;
+    ensure!(
+        o.status.code() == Some(1) && stderr(&o).contains("cannot parse"),
+        "{}",
+        stderr(&o)
+    );
     Ok(())
 }

@@ -8,7 +8,12 @@ use crate::support::expect_envelope;
 
 pub async fn unknown_route_and_wrong_method(stack: &Stack) -> Result<()> {
     let http = stack.http();
-    for path in ["/api/v1/nope", "/api/v1", "/api/v2/health", "/api/v1/me/extra"] {
+    for path in [
+        "/api/v1/nope",
+        "/api/v1",
+        "/api/v2/health",
+        "/api/v1/me/extra",
+    ] {
         let resp = http.get(format!("{}{path}", stack.url)).send().await?;
         let err = expect_envelope(resp, 404, ErrorCode::RouteNotFound).await?;
         ensure!(err.details["path"] == path, "{path}: {:?}", err.details);
@@ -29,18 +34,37 @@ pub async fn malformed_and_unsupported_bodies(stack: &Stack) -> Result<()> {
     let http = stack.http();
     let url = stack.api("/auth/register");
     let json = |body: &'static str| {
-        http.post(&url).header("content-type", "application/json").body(body).send()
+        http.post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
     };
-    for body in ["{", "not json", "{\"email\": 1, \"display_name\": \"x\"}", "null", ""] {
+    for body in [
+        "{",
+        "not json",
+        "{\"email\": 1, \"display_name\": \"x\"}",
+        "null",
+        "",
+    ] {
         let err = expect_envelope(json(body).await?, 400, ErrorCode::MalformedJson).await?;
         ensure!(!err.message.is_empty(), "{body:?}");
     }
-    let resp = http.post(&url).header("content-type", "text/plain").body("{}").send().await?;
+    let resp = http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await?;
     expect_envelope(resp, 415, ErrorCode::UnsupportedMediaType).await?;
     let resp = http.post(&url).body("{}").send().await?;
     expect_envelope(resp, 415, ErrorCode::UnsupportedMediaType).await?;
     // Authenticated routes authenticate before reading the body.
-    let resp = http.post(stack.api("/auth/tokens")).header("content-type", "application/json").body("{").send().await?;
+    let resp = http
+        .post(stack.api("/auth/tokens"))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await?;
     expect_envelope(resp, 401, ErrorCode::Unauthenticated).await?;
     let (reg, _) = stack.register("bodies").await?;
     let resp = http
@@ -60,14 +84,27 @@ pub async fn oversized_bodies_are_413(stack: &Stack) -> Result<()> {
     let padding = "x".repeat(MAX_JSON_BODY_BYTES + 1);
     let big = format!("{{\"email\":\"big@example.test\",\"display_name\":\"{padding}\"}}");
     // Declared length over the limit.
-    let resp = http.post(&url).header("content-type", "application/json").body(big.clone()).send().await?;
+    let resp = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await?;
     let err = expect_envelope(resp, 413, ErrorCode::PayloadTooLarge).await?;
     ensure!(err.details["limit_bytes"] == MAX_JSON_BODY_BYTES);
     // No declared length (chunked): the limit is enforced while streaming.
-    let chunks: Vec<Result<String, std::io::Error>> =
-        big.as_bytes().chunks(8192).map(|c| Ok(String::from_utf8_lossy(c).into_owned())).collect();
+    let chunks: Vec<Result<String, std::io::Error>> = big
+        .as_bytes()
+        .chunks(8192)
+        .map(|c| Ok(String::from_utf8_lossy(c).into_owned()))
+        .collect();
     let stream = futures_util::stream::iter(chunks);
-    let resp = http.post(&url).header("content-type", "application/json").body(reqwest::Body::wrap_stream(stream)).send().await?;
+    let resp = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await?;
     expect_envelope(resp, 413, ErrorCode::PayloadTooLarge).await?;
     // Nothing was created by either request.
     let resp = http
@@ -75,7 +112,11 @@ pub async fn oversized_bodies_are_413(stack: &Stack) -> Result<()> {
         .json(&serde_json::json!({"email": "big@example.test", "display_name": "Small"}))
         .send()
         .await?;
-    ensure!(resp.status() == 201, "the email is still free: {}", resp.status());
+    ensure!(
+        resp.status() == 201,
+        "the email is still free: {}",
+        resp.status()
+    );
     Ok(())
 }
 
@@ -84,8 +125,16 @@ pub async fn every_response_has_a_request_id(stack: &Stack) -> Result<()> {
     let mut ids = Vec::new();
     for path in ["/health", "/nope", "/me"] {
         let resp = http.get(stack.api(path)).send().await?;
-        let id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        ensure!(id.starts_with("req_") && id.len() == 28, "{path}: request id {id:?}");
+        let id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        ensure!(
+            id.starts_with("req_") && id.len() == 28,
+            "{path}: request id {id:?}"
+        );
         ids.push(id);
     }
     ids.dedup();

@@ -1,8 +1,16 @@
 //! The end-to-end suite: one binary that boots the stack once, runs every
 //! test against it (in parallel; tests isolate themselves by registering
 //! their own users) and tears the stack down, also when tests fail.
+//!
+//! Tests that need a stack of their own (the schema drift test) run first,
+//! alone: a second `wrangler dev` on the machine makes the first one's local
+//! queue broker lose delayed retries, so the two never overlap.
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a broken precondition aborts the test")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a broken precondition aborts the test"
+)]
 
 mod accounts;
 mod cli;
@@ -16,6 +24,7 @@ use burstflare_e2e::{Stack, Tools};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type TestFn = for<'a> fn(&'a Stack) -> support::TestFuture<'a>;
+type IsolatedFn = for<'a> fn(&'a Tools) -> support::TestFuture<'a>;
 
 macro_rules! tests {
     ($($module:ident :: $name:ident),* $(,)?) => {
@@ -31,7 +40,6 @@ fn main() {
         platform::rejected_queue_message_lands_in_dead_letter_queue,
         platform::cron_trigger_runs_reconcile_sweep,
         platform::static_assets_are_served,
-        platform::schema_drift_is_reported,
         accounts::register_creates_user_workspace_and_token,
         accounts::register_rejects_bad_and_duplicate_input,
         accounts::missing_invalid_revoked_and_expired_tokens_are_401,
@@ -45,25 +53,75 @@ fn main() {
         cli::cli_errors_and_exit_codes,
         platform::wrangler_deploy_dry_run_staging_and_production,
     ];
-    let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| if args.exact { name == f } else { name.contains(f) });
-    if args.list || !all.iter().any(|(name, _)| wanted(name)) {
-        let trials = all.into_iter().map(|(name, _)| Trial::test(name, || Ok(()))).collect();
-        libtest_mimic::run(&args, trials).exit();
+    let isolated: Vec<(&str, IsolatedFn)> = vec![("platform::schema_drift_is_reported", |t| {
+        Box::pin(platform::schema_drift_is_reported(t))
+    })];
+    let wanted = |name: &str| {
+        let filtered = args.filter.as_deref().is_none_or(|f| {
+            if args.exact {
+                name == f
+            } else {
+                name.contains(f)
+            }
+        });
+        filtered && !args.skip.iter().any(|s| name.contains(s.as_str()))
+    };
+    if args.list {
+        let names = isolated
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(all.iter().map(|(n, _)| *n));
+        libtest_mimic::run(&args, names.map(|n| Trial::test(n, || Ok(()))).collect()).exit();
+    }
+    let run_isolated = isolated.iter().any(|(n, _)| wanted(n));
+    let run_shared = all.iter().any(|(n, _)| wanted(n));
+    if !run_isolated && !run_shared {
+        libtest_mimic::run(&args, vec![]).exit();
     }
 
     let tools = Tools::discover().expect("tools");
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let mut failed = false;
+    if run_isolated {
+        let trials = isolated
+            .into_iter()
+            .map(|(name, f)| {
+                let tools = tools.clone();
+                let runtime = runtime.clone();
+                Trial::test(name, move || {
+                    runtime
+                        .block_on(f(&tools))
+                        .map_err(|e| Failed::from(format!("{e:#}")))
+                })
+            })
+            .collect();
+        failed |= libtest_mimic::run(&args, trials).has_failed();
+    }
+    if !run_shared {
+        std::process::exit(i32::from(failed) * 101);
+    }
+
     eprintln!("e2e: starting wrangler dev…");
     let stack = Arc::new(Stack::start(&tools, true).expect("stack starts"));
     eprintln!("e2e: stack up at {}", stack.url);
-    let runtime = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
-
     let trials = all
         .into_iter()
         .map(|(name, f)| {
             let stack = stack.clone();
             let runtime = runtime.clone();
             Trial::test(name, move || {
-                runtime.block_on(f(&stack)).map_err(|e| Failed::from(format!("{e:?}\n--- wrangler log tail ---\n{}", stack.log_tail(30))))
+                runtime.block_on(f(&stack)).map_err(|e| {
+                    Failed::from(format!(
+                        "{e:#}\n--- wrangler log tail ---\n{}",
+                        stack.log_tail(40)
+                    ))
+                })
             })
         })
         .collect();
@@ -74,5 +132,6 @@ fn main() {
         Ok(stack) => drop(stack),
         Err(_) => eprintln!("e2e: stack still referenced at exit"),
     }
-    conclusion.exit();
+    failed |= conclusion.has_failed();
+    std::process::exit(i32::from(failed) * 101);
 }

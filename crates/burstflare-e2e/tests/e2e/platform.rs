@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use burstflare_api::ErrorCode;
-use burstflare_api::ops::{BindingKind, CreateProbeRequest, Health, HealthState, ProbeStageName, ProbeStageStatus};
+use burstflare_api::ops::{
+    BindingKind, CreateProbeRequest, Health, HealthState, ProbeStageName, ProbeStageStatus,
+};
 use burstflare_domain::SchemaStatus;
-use burstflare_e2e::Stack;
+use burstflare_e2e::{Stack, Tools};
 
-use crate::support::{expect_envelope, eventually};
+use crate::support::{eventually, expect_envelope};
 
 const BINDINGS: &[(&str, BindingKind)] = &[
     ("DB", BindingKind::D1),
@@ -36,14 +38,21 @@ pub async fn health_reports_every_binding_and_schema(stack: &Stack) -> Result<()
     let h = report.health;
     ensure!(h.status == HealthState::Ok && h.environment == "dev");
     for (name, kind) in BINDINGS {
-        let b = h.bindings.iter().find(|b| b.name == *name).with_context(|| format!("no check for {name}"))?;
+        let b = h
+            .bindings
+            .iter()
+            .find(|b| b.name == *name)
+            .with_context(|| format!("no check for {name}"))?;
         ensure!(b.kind == *kind && b.ok, "{name}: {b:?}");
     }
     let names = migration_names()?;
     let latest = names.last().cloned().unwrap_or_default();
     match h.schema {
         SchemaStatus::Current { version, latest: l } => {
-            ensure!(version as usize == names.len() && l == latest, "schema v{version} {l} vs {names:?}")
+            ensure!(
+                version as usize == names.len() && l == latest,
+                "schema v{version} {l} vs {names:?}"
+            )
         }
         other => anyhow::bail!("schema not current: {other:?}"),
     }
@@ -54,27 +63,61 @@ pub async fn probe_exercises_r2_do_queues_and_workflow(stack: &Stack) -> Result<
     let (_, client) = stack.register("probe").await?;
     let first = client.create_probe(&CreateProbeRequest::default()).await?;
     // Synchronous stages are done when the create call returns.
-    for name in [ProbeStageName::D1, ProbeStageName::R2, ProbeStageName::DurableObject] {
+    for name in [
+        ProbeStageName::D1,
+        ProbeStageName::R2,
+        ProbeStageName::DurableObject,
+    ] {
         let stage = first.stage(name).context("stage")?;
-        ensure!(stage.status == ProbeStageStatus::Done, "{name:?}: {stage:?}");
+        ensure!(
+            stage.status == ProbeStageStatus::Done,
+            "{name:?}: {stage:?}"
+        );
     }
-    ensure!(first.stage(ProbeStageName::R2).and_then(|s| s.detail.clone()).unwrap_or_default().contains("read back"));
-    ensure!(first.stage(ProbeStageName::DeadLetterQueue).map(|s| s.status) == Some(ProbeStageStatus::Skipped));
+    ensure!(
+        first
+            .stage(ProbeStageName::R2)
+            .and_then(|s| s.detail.clone())
+            .unwrap_or_default()
+            .contains("read back")
+    );
+    ensure!(
+        first
+            .stage(ProbeStageName::DeadLetterQueue)
+            .map(|s| s.status)
+            == Some(ProbeStageStatus::Skipped)
+    );
     let id = first.id.to_string();
     let done = eventually(Duration::from_secs(60), "probe to complete", || async {
         let p = client.get_probe(&id).await?;
         Ok(p.complete.then_some(p))
     })
     .await?;
-    for name in [ProbeStageName::BuildQueue, ProbeStageName::ReconcileQueue, ProbeStageName::Workflow] {
+    for name in [
+        ProbeStageName::BuildQueue,
+        ProbeStageName::ReconcileQueue,
+        ProbeStageName::Workflow,
+    ] {
         let stage = done.stage(name).context("stage")?;
-        ensure!(stage.status == ProbeStageStatus::Done && stage.at.is_some(), "{name:?}: {stage:?}");
+        ensure!(
+            stage.status == ProbeStageStatus::Done && stage.at.is_some(),
+            "{name:?}: {stage:?}"
+        );
     }
-    let wf = done.stage(ProbeStageName::Workflow).and_then(|s| s.detail.clone()).unwrap_or_default();
-    ensure!(wf.contains("complete") && wf.contains("ran in Rust"), "workflow detail {wf:?}");
+    let wf = done
+        .stage(ProbeStageName::Workflow)
+        .and_then(|s| s.detail.clone())
+        .unwrap_or_default();
+    ensure!(
+        wf.contains("complete") && wf.contains("ran in Rust"),
+        "workflow detail {wf:?}"
+    );
     // The same user's Durable Object keeps its SQLite state between calls.
     let second = client.create_probe(&CreateProbeRequest::default()).await?;
-    let detail = second.stage(ProbeStageName::DurableObject).and_then(|s| s.detail.clone()).unwrap_or_default();
+    let detail = second
+        .stage(ProbeStageName::DurableObject)
+        .and_then(|s| s.detail.clone())
+        .unwrap_or_default();
     ensure!(detail.contains("ping #2"), "second ping: {detail:?}");
     // Another user cannot read the probe.
     let (_, other) = stack.register("probe-other").await?;
@@ -84,32 +127,56 @@ pub async fn probe_exercises_r2_do_queues_and_workflow(stack: &Stack) -> Result<
 
 pub async fn rejected_queue_message_lands_in_dead_letter_queue(stack: &Stack) -> Result<()> {
     let (_, client) = stack.register("dlq").await?;
-    let probe = client.create_probe(&CreateProbeRequest { dead_letter: true }).await?;
+    let probe = client
+        .create_probe(&CreateProbeRequest { dead_letter: true })
+        .await?;
     let id = probe.id.to_string();
-    let done = eventually(Duration::from_secs(90), "dead-lettered probe to complete", || async {
-        let p = client.get_probe(&id).await?;
-        Ok(p.complete.then_some(p))
-    })
+    let done = eventually(
+        Duration::from_secs(90),
+        "dead-lettered probe to complete",
+        || async {
+            let p = client.get_probe(&id).await?;
+            Ok(p.complete.then_some(p))
+        },
+    )
     .await?;
-    let dlq = done.stage(ProbeStageName::DeadLetterQueue).context("dlq stage")?;
-    ensure!(dlq.status == ProbeStageStatus::Done && dlq.at.is_some(), "{dlq:?}");
+    let dlq = done
+        .stage(ProbeStageName::DeadLetterQueue)
+        .context("dlq stage")?;
+    ensure!(
+        dlq.status == ProbeStageStatus::Done && dlq.at.is_some(),
+        "{dlq:?}"
+    );
     // max_retries = 2 in the dev config: one delivery plus two retries.
-    let build = done.stage(ProbeStageName::BuildQueue).and_then(|s| s.detail.clone()).unwrap_or_default();
-    ensure!(build.contains("delivered 3 time(s)"), "build stage: {build:?}");
+    let build = done
+        .stage(ProbeStageName::BuildQueue)
+        .and_then(|s| s.detail.clone())
+        .unwrap_or_default();
+    ensure!(
+        build.contains("delivered 3 time(s)"),
+        "build stage: {build:?}"
+    );
     Ok(())
 }
 
 pub async fn cron_trigger_runs_reconcile_sweep(stack: &Stack) -> Result<()> {
     let client = stack.client()?;
     let before = client.health().await?.health.last_reconcile.map(|r| r.id);
-    let resp = stack.http().get(format!("{}/__scheduled?cron=*/5+*+*+*+*", stack.url)).send().await?;
+    let resp = stack
+        .http()
+        .get(format!("{}/__scheduled?cron=*/5+*+*+*+*", stack.url))
+        .send()
+        .await?;
     ensure!(resp.status().is_success(), "scheduled: {}", resp.status());
     let run = eventually(Duration::from_secs(30), "a new reconcile run", || async {
         let last = client.health().await?.health.last_reconcile;
         Ok(last.filter(|r| Some(&r.id) != before.as_ref()))
     })
     .await?;
-    ensure!(run.trigger == "cron" && run.finished_at >= run.started_at, "{run:?}");
+    ensure!(
+        run.trigger == "cron" && run.finished_at >= run.started_at,
+        "{run:?}"
+    );
     Ok(())
 }
 
@@ -117,7 +184,12 @@ pub async fn static_assets_are_served(stack: &Stack) -> Result<()> {
     let http = stack.http();
     let index = http.get(format!("{}/", stack.url)).send().await?;
     ensure!(index.status() == 200);
-    let ct = index.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ct = index
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     ensure!(ct.starts_with("text/html"), "content-type {ct}");
     ensure!(index.text().await?.contains("<h1>BurstFlare</h1>"));
     let js = http.get(format!("{}/app.js", stack.url)).send().await?;
@@ -125,20 +197,32 @@ pub async fn static_assets_are_served(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-/// Drift on a second stack of its own: no migrations, then all, then one
-/// unknown to the Worker, then one missing. Its D1 is edited with the real
+/// Drift on a stack of its own: no migrations, then all, then one unknown to
+/// the Worker, then one missing. Its D1 is edited with the real
 /// `wrangler d1 execute --local` while the Worker runs.
-pub async fn schema_drift_is_reported(stack: &Stack) -> Result<()> {
-    let tools = stack.tools.clone();
+pub async fn schema_drift_is_reported(tools: &Tools) -> Result<()> {
+    let tools = tools.clone();
     let drift = tokio::task::spawn_blocking(move || Stack::start(&tools, false)).await??;
     let http = drift.http();
     let health = || http.get(drift.api("/health")).send();
 
     let err = expect_envelope(health().await?, 503, ErrorCode::SchemaDrift).await?;
-    ensure!(err.message.contains("no D1 migrations are applied"), "{}", err.message);
+    ensure!(
+        err.message.contains("no D1 migrations are applied"),
+        "{}",
+        err.message
+    );
     let report: Health = serde_json::from_value(err.details)?;
-    ensure!(matches!(report.schema, SchemaStatus::Missing { .. }), "{:?}", report.schema);
-    ensure!(report.bindings.iter().all(|b| b.ok), "bindings should still be fine: {:?}", report.bindings);
+    ensure!(
+        matches!(report.schema, SchemaStatus::Missing { .. }),
+        "{:?}",
+        report.schema
+    );
+    ensure!(
+        report.bindings.iter().all(|b| b.ok),
+        "bindings should still be fine: {:?}",
+        report.bindings
+    );
 
     // An internal failure (no tables yet) is a 500 that leaks nothing.
     let resp = http
@@ -148,14 +232,21 @@ pub async fn schema_drift_is_reported(stack: &Stack) -> Result<()> {
         .await?;
     let err = expect_envelope(resp, 500, ErrorCode::Internal).await?;
     let leaked = ["users", "table", "D1", "SQL", "INSERT", "SELECT"];
-    ensure!(!leaked.iter().any(|w| err.message.contains(w)), "500 leaks internals: {}", err.message);
+    ensure!(
+        !leaked.iter().any(|w| err.message.contains(w)),
+        "500 leaks internals: {}",
+        err.message
+    );
     ensure!(err.details.is_null(), "500 details: {}", err.details);
 
     let cli_status = std::process::Command::new(&drift.tools.cli)
         .args(["--api-url", &drift.url, "status"])
         .env("BURSTFLARE_CONFIG_DIR", tempfile::tempdir()?.path())
         .output()?;
-    ensure!(cli_status.status.code() == Some(3), "unhealthy status exits 3: {cli_status:?}");
+    ensure!(
+        cli_status.status.code() == Some(3),
+        "unhealthy status exits 3: {cli_status:?}"
+    );
     ensure!(String::from_utf8_lossy(&cli_status.stderr).contains("error:"));
 
     drift.migrate()?; // blocking is fine: this future runs on the test's own thread
@@ -164,16 +255,31 @@ pub async fn schema_drift_is_reported(stack: &Stack) -> Result<()> {
 
     drift.d1_execute("INSERT INTO d1_migrations (name) VALUES ('9999_from_the_future.sql')")?;
     let err = expect_envelope(health().await?, 503, ErrorCode::SchemaDrift).await?;
-    ensure!(err.message.contains("unknown to this Worker: 9999_from_the_future.sql"), "{}", err.message);
+    ensure!(
+        err.message
+            .contains("unknown to this Worker: 9999_from_the_future.sql"),
+        "{}",
+        err.message
+    );
 
     let names = migration_names()?;
     let last = names.last().context("no migrations")?;
-    drift.d1_execute(&format!("DELETE FROM d1_migrations WHERE name IN ('9999_from_the_future.sql', '{last}')"))?;
+    drift.d1_execute(&format!(
+        "DELETE FROM d1_migrations WHERE name IN ('9999_from_the_future.sql', '{last}')"
+    ))?;
     let err = expect_envelope(health().await?, 503, ErrorCode::SchemaDrift).await?;
-    ensure!(err.message.contains(&format!("not applied: {last}")), "{}", err.message);
+    ensure!(
+        err.message.contains(&format!("not applied: {last}")),
+        "{}",
+        err.message
+    );
     let report: Health = serde_json::from_value(err.details)?;
     match report.schema {
-        SchemaStatus::Drift { missing, unexpected, .. } => {
+        SchemaStatus::Drift {
+            missing,
+            unexpected,
+            ..
+        } => {
             ensure!(missing == vec![last.clone()] && unexpected.is_empty())
         }
         other => anyhow::bail!("expected drift, got {other:?}"),
@@ -186,29 +292,54 @@ pub async fn schema_drift_is_reported(stack: &Stack) -> Result<()> {
 pub async fn wrangler_deploy_dry_run_staging_and_production(stack: &Stack) -> Result<()> {
     for env in ["staging", "production"] {
         let tools = stack.tools.clone();
-        let out = tokio::task::spawn_blocking(move || -> Result<(std::process::Output, tempfile::TempDir)> {
-            let config = tools.config(env)?;
-            let outdir = tempfile::tempdir()?;
-            let out = tools
-                .wrangler()
-                .args(["deploy", "--dry-run", "--config"])
-                .arg(&config)
-                .arg("--outdir")
-                .arg(outdir.path())
-                .output()?;
-            Ok((out, outdir))
-        })
+        let out = tokio::task::spawn_blocking(
+            move || -> Result<(std::process::Output, tempfile::TempDir)> {
+                let config = tools.config(env)?;
+                let outdir = tempfile::tempdir()?;
+                let out = tools
+                    .wrangler()
+                    .args(["deploy", "--dry-run", "--config"])
+                    .arg(&config)
+                    .arg("--outdir")
+                    .arg(outdir.path())
+                    .output()?;
+                Ok((out, outdir))
+            },
+        )
         .await??;
         let (output, outdir) = out;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         ensure!(output.status.success(), "{env} dry run failed:\n{text}");
         ensure!(text.contains("--dry-run: exiting now"), "{env}: {text}");
-        for binding in ["env.DB", "env.BUCKET", "env.SESSIONS", "env.BUILD_QUEUE", "env.BUILD_WORKFLOW"] {
-            ensure!(text.contains(binding), "{env} dry run does not list {binding}:\n{text}");
+        for binding in [
+            "env.DB",
+            "env.BUCKET",
+            "env.SESSIONS",
+            "env.BUILD_QUEUE",
+            "env.BUILD_WORKFLOW",
+        ] {
+            ensure!(
+                text.contains(binding),
+                "{env} dry run does not list {binding}:\n{text}"
+            );
         }
-        ensure!(text.contains(&format!("burstflare-{env}")), "{env} resource names: {text}");
-        let bundled: Vec<_> = std::fs::read_dir(outdir.path())?.filter_map(|e| e.ok()).collect();
-        ensure!(bundled.iter().any(|e| e.file_name().to_string_lossy().ends_with(".wasm")), "no wasm in bundle");
+        ensure!(
+            text.contains(&format!("burstflare-{env}")),
+            "{env} resource names: {text}"
+        );
+        let bundled: Vec<_> = std::fs::read_dir(outdir.path())?
+            .filter_map(|e| e.ok())
+            .collect();
+        ensure!(
+            bundled
+                .iter()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".wasm")),
+            "no wasm in bundle"
+        );
     }
     Ok(())
 }

@@ -12,22 +12,50 @@ pub type TestFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
 /// Asserts that a raw response is the error envelope with `status` and `code`,
 /// and that its request id matches the header.
-pub async fn expect_envelope(resp: reqwest::Response, status: u16, code: ErrorCode) -> Result<ErrorBody> {
+pub async fn expect_envelope(
+    resp: reqwest::Response,
+    status: u16,
+    code: ErrorCode,
+) -> Result<ErrorBody> {
     let got = resp.status().as_u16();
-    let header_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let header_id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let text = resp.text().await?;
     ensure!(got == status, "expected HTTP {status}, got {got}: {text}");
-    ensure!(content_type.starts_with("application/json"), "content-type {content_type:?}");
-    let env: ErrorEnvelope = serde_json::from_str(&text).with_context(|| format!("not an envelope: {text}"))?;
-    ensure!(env.error.code == code, "expected code {code:?}, got {:?}: {text}", env.error.code);
+    ensure!(
+        content_type.starts_with("application/json"),
+        "content-type {content_type:?}"
+    );
+    let env: ErrorEnvelope =
+        serde_json::from_str(&text).with_context(|| format!("not an envelope: {text}"))?;
+    ensure!(
+        env.error.code == code,
+        "expected code {code:?}, got {:?}: {text}",
+        env.error.code
+    );
     ensure!(!env.error.message.is_empty(), "empty message");
-    ensure!(env.error.request_id.is_some() && env.error.request_id == header_id, "request id mismatch: {text} vs {header_id:?}");
+    ensure!(
+        env.error.request_id.is_some() && env.error.request_id == header_id,
+        "request id mismatch: {text} vs {header_id:?}"
+    );
     Ok(env.error)
 }
 
 /// Asserts that a client call failed with the API error `status`/`code`.
-pub fn expect_api_error<T: std::fmt::Debug>(result: Result<T, ClientError>, status: u16, code: ErrorCode) -> Result<ErrorBody> {
+pub fn expect_api_error<T: std::fmt::Debug>(
+    result: Result<T, ClientError>,
+    status: u16,
+    code: ErrorCode,
+) -> Result<ErrorBody> {
     match result {
         Err(ClientError::Api { status: s, body }) if s == status && body.code == code => Ok(body),
         other => bail!("expected API error {status} {code:?}, got {other:?}"),
