@@ -56,6 +56,7 @@ fn run_tests(cmd: &mut Command, totals: &mut Totals) -> Result<bool> {
 }
 
 pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
+    let started = std::time::Instant::now();
     let t = tools::bootstrap()?;
     let cargo = || {
         let mut c = Command::new(env!("CARGO"));

@@ -97,9 +97,6 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
         batch.retry_all();
         return;
     };
-    let max_delay = platform::var(&env, "QUEUE_RETRY_MAX_DELAY_SECONDS", "300")
-        .parse()
-        .unwrap_or(300);
     for message in batch.iter() {
         let message = match message {
             Ok(m) => m,
