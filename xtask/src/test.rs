@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::build::{self, Wasm};
 use crate::{proc, tools};
@@ -110,12 +110,23 @@ pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
         e2e.arg(filter);
     }
     let e2e_ok = run_tests(&mut e2e, &mut totals)?;
+    let ok = unit_ok && e2e_ok && totals.failed == 0;
+    eprintln!(
+        "xtask test: {} in {:.0?}",
+        if ok {
+            "all tests passed"
+        } else {
+            "tests FAILED"
+        },
+        started.elapsed()
+    );
+    // The summary is the last line printed, pass or fail.
     println!(
         "summary: {} passed, {} failed, {} skipped",
         totals.passed, totals.failed, totals.ignored
     );
-    if !(unit_ok && e2e_ok) || totals.failed > 0 {
-        bail!("tests failed");
+    if !ok {
+        std::process::exit(1);
     }
     Ok(())
 }
