@@ -127,18 +127,14 @@ fn render(row: ProbeRow, id: ProbeId, workflow_status: &str) -> Probe {
     let dead_letter = row.dead_letter != 0;
     let attempts = row.build_queue_attempts;
     let build = if dead_letter {
-        ProbeStage {
-            name: ProbeStageName::BuildQueue,
-            status: if attempts > 0 {
-                ProbeStageStatus::Done
-            } else {
-                ProbeStageStatus::Pending
-            },
-            at: None,
-            detail: Some(format!(
+        // Done once the queue gave up on the message, so the count is final.
+        stage(
+            ProbeStageName::BuildQueue,
+            row.dead_letter_at,
+            Some(format!(
                 "delivered {attempts} time(s), rejected each time as requested"
             )),
-        }
+        )
     } else {
         stage(
             ProbeStageName::BuildQueue,
