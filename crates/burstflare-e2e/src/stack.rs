@@ -219,45 +219,37 @@ impl Stack {
         self.state.path().join("state")
     }
 
-    /// `wrangler d1 migrations apply DB --local` against this stack's state.
-    pub fn migrate(&self) -> Result<()> {
+    /// Runs `wrangler d1 <args> DB --local` on this stack's state; returns stdout.
+    fn d1(&self, args: &[&str], extra: &[&str]) -> Result<String> {
         let out = self
             .tools
             .wrangler()
-            .args(["d1", "migrations", "apply", "DB", "--local", "--config"])
+            .arg("d1")
+            .args(args)
+            .args(["DB", "--local", "--config"])
             .arg(&self.config)
             .arg("--persist-to")
             .arg(self.persist_dir())
+            .args(extra)
             .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             bail!(
-                "migrations failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
+                "wrangler d1 {args:?} {extra:?} failed: {stdout}{}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(())
+        Ok(stdout)
+    }
+
+    /// `wrangler d1 migrations apply DB --local` against this stack's state.
+    pub fn migrate(&self) -> Result<()> {
+        self.d1(&["migrations", "apply"], &[]).map(drop)
     }
 
     /// Runs SQL against this stack's local D1 (`wrangler d1 execute --local`).
     pub fn d1_execute(&self, sql: &str) -> Result<String> {
-        let out = self
-            .tools
-            .wrangler()
-            .args(["d1", "execute", "DB", "--local", "--json", "--config"])
-            .arg(&self.config)
-            .arg("--persist-to")
-            .arg(self.persist_dir())
-            .args(["--command", sql])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "d1 execute {sql:?} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.d1(&["execute"], &["--json", "--command", sql])
     }
 
     /// Waits until the Worker answers (any status) on `/api/v1/health`.

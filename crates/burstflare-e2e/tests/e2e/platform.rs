@@ -5,8 +5,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use burstflare_api::ErrorCode;
 use burstflare_api::ops::{
-    BindingKind, CreateProbeRequest, Health, HealthState, ProbeStageName, ProbeStageStatus,
+    BindingKind, CreateProbeRequest, Health, HealthState, Probe, ProbeStageName, ProbeStageStatus,
 };
+use burstflare_cli::client::Client;
 use burstflare_domain::SchemaStatus;
 use burstflare_e2e::{Stack, Tools};
 
@@ -30,6 +31,19 @@ fn migration_names() -> Result<Vec<String>> {
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// Polls a probe until no stage is pending.
+async fn completed_probe(client: &Client, id: &str) -> Result<Probe> {
+    eventually(
+        Duration::from_secs(90),
+        &format!("probe {id} to complete"),
+        || async {
+            let p = client.get_probe(id).await?;
+            Ok(p.complete.then_some(p))
+        },
+    )
+    .await
 }
 
 pub async fn health_reports_every_binding_and_schema(stack: &Stack) -> Result<()> {
@@ -88,11 +102,7 @@ pub async fn probe_exercises_r2_do_queues_and_workflow(stack: &Stack) -> Result<
             == Some(ProbeStageStatus::Skipped)
     );
     let id = first.id.to_string();
-    let done = eventually(Duration::from_secs(60), "probe to complete", || async {
-        let p = client.get_probe(&id).await?;
-        Ok(p.complete.then_some(p))
-    })
-    .await?;
+    let done = completed_probe(&client, &id).await?;
     for name in [
         ProbeStageName::BuildQueue,
         ProbeStageName::ReconcileQueue,
@@ -131,15 +141,7 @@ pub async fn rejected_queue_message_lands_in_dead_letter_queue(stack: &Stack) ->
         .create_probe(&CreateProbeRequest { dead_letter: true })
         .await?;
     let id = probe.id.to_string();
-    let done = eventually(
-        Duration::from_secs(90),
-        "dead-lettered probe to complete",
-        || async {
-            let p = client.get_probe(&id).await?;
-            Ok(p.complete.then_some(p))
-        },
-    )
-    .await?;
+    let done = completed_probe(&client, &id).await?;
     let dlq = done
         .stage(ProbeStageName::DeadLetterQueue)
         .context("dlq stage")?;
