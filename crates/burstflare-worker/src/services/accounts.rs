@@ -68,18 +68,11 @@ pub async fn register(ctx: &Ctx, req: RegisterRequest) -> ApiResult<RegisterResp
     if let Err(e) = db.batch(batch).await {
         let err = d1::failed("register batch", e);
         // Two registrations racing for one email: the loser sees the UNIQUE index.
-        return Err(
-            if d1::is_unique_violation(&err)
-                && err
-                    .internal
-                    .as_deref()
-                    .is_some_and(|m| m.contains("users.email"))
-            {
-                email_taken(&email)
-            } else {
-                err
-            },
-        );
+        return Err(if d1::is_unique_violation(&err, "users.email") {
+            email_taken(&email)
+        } else {
+            err
+        });
     }
     let user = UserRow {
         id: user_id.to_string(),

@@ -37,11 +37,11 @@ pub fn failed(sql: &str, e: worker::Error) -> ApiError {
     ApiError::internal(format!("D1 `{sql}`: {e}"))
 }
 
-/// True when a D1 error is a UNIQUE constraint violation.
-pub fn is_unique_violation(e: &ApiError) -> bool {
+/// True when a D1 error is a UNIQUE violation on `column` (`users.email`).
+pub fn is_unique_violation(e: &ApiError, column: &str) -> bool {
     e.internal
         .as_deref()
-        .is_some_and(|m| m.contains("UNIQUE constraint failed"))
+        .is_some_and(|m| m.contains("UNIQUE constraint failed") && m.contains(column))
 }
 
 /// Runs a statement that returns no rows; yields the number of rows changed.

@@ -71,7 +71,7 @@ pub async fn mark(
     stage: Mark,
     at: i64,
     detail: Option<&str>,
-) -> ApiResult<bool> {
+) -> ApiResult<()> {
     let (at_col, detail_col) = match stage {
         Mark::R2 => ("r2_at", Some("r2_detail")),
         Mark::DurableObject => ("durable_object_at", Some("durable_object_detail")),
@@ -81,7 +81,7 @@ pub async fn mark(
         Mark::Workflow => ("workflow_at", Some("workflow_detail")),
     };
     let db = d1::db(env)?;
-    let changed = match detail_col {
+    match detail_col {
         Some(col) => {
             let sql = format!(
                 "UPDATE diagnostic_probes SET {at_col} = ?2, {col} = ?3 WHERE id = ?1 AND {at_col} IS NULL"
@@ -91,16 +91,16 @@ pub async fn mark(
                 &sql,
                 &[text(id), int(at), text(detail.unwrap_or_default())],
             )
-            .await?
+            .await?;
         }
         None => {
             let sql = format!(
                 "UPDATE diagnostic_probes SET {at_col} = ?2 WHERE id = ?1 AND {at_col} IS NULL"
             );
-            d1::execute(&db, &sql, &[text(id), int(at)]).await?
+            d1::execute(&db, &sql, &[text(id), int(at)]).await?;
         }
-    };
-    Ok(changed > 0)
+    }
+    Ok(())
 }
 
 /// Counts one delivery of the probe's build-queue message; returns the new count.

@@ -136,35 +136,29 @@ pub async fn list(
     limit: u32,
 ) -> ApiResult<Vec<TokenRow>> {
     let db = d1::db(env)?;
-    let (cursor_at, cursor_id) =
-        after.map_or((i64::MAX, String::new()), |a| (a.created_at, a.id.clone()));
-    d1::all(
-        &db,
-        &format!(
-            "SELECT {COLUMNS} FROM api_tokens WHERE user_id = ?1 AND kind = ?2 \
-             AND (created_at < ?3 OR (created_at = ?3 AND id < ?4) OR ?5 = 0) \
-             ORDER BY created_at DESC, id DESC LIMIT ?6"
-        ),
-        &[
-            text(user_id),
-            text(kind.as_str()),
-            int(cursor_at.min(1 << 53)),
-            text(&cursor_id),
-            int(i64::from(after.is_some())),
-            int(i64::from(limit)),
-        ],
-    )
-    .await
+    let mut args = vec![text(user_id), text(kind.as_str()), int(i64::from(limit))];
+    let keyset = match after {
+        Some(a) => {
+            args.extend([int(a.created_at), text(&a.id)]);
+            "AND (created_at < ?4 OR (created_at = ?4 AND id < ?5))"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_tokens WHERE user_id = ?1 AND kind = ?2 {keyset} \
+         ORDER BY created_at DESC, id DESC LIMIT ?3"
+    );
+    d1::all(&db, &sql, &args).await
 }
 
-/// Marks a token revoked; returns false when it was revoked already.
-pub async fn revoke(env: &Env, user_id: &str, id: &str, now: i64) -> ApiResult<bool> {
+/// Marks a token revoked unless it is already.
+pub async fn revoke(env: &Env, user_id: &str, id: &str, now: i64) -> ApiResult<()> {
     let db = d1::db(env)?;
-    let changed = d1::execute(
+    d1::execute(
         &db,
         "UPDATE api_tokens SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
         &[text(id), text(user_id), int(now)],
     )
     .await?;
-    Ok(changed > 0)
+    Ok(())
 }
