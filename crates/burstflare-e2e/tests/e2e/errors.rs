@@ -141,3 +141,75 @@ pub async fn every_response_has_a_request_id(stack: &Stack) -> Result<()> {
     ensure!(ids.len() == 3, "request ids are unique: {ids:?}");
     Ok(())
 }
+
+/// Every route: unauthenticated calls are 401 (except registration and
+/// health), and every JSON-taking route rejects malformed, mistyped and
+/// oversized bodies with the envelope.
+pub async fn every_route_rejects_unauthenticated_and_bad_bodies(stack: &Stack) -> Result<()> {
+    let http = stack.http();
+    let (reg, _) = stack.register("every-route").await?;
+    let token = reg.access_token.token;
+    let probe = "prb_00000000000000000000000000";
+    let token_id = "tok_00000000000000000000000000";
+    // (method, path, takes a JSON body, needs auth)
+    let routes: &[(&str, String, bool, bool)] = &[
+        ("GET", "/health".into(), false, false),
+        ("POST", "/auth/register".into(), true, false),
+        ("GET", "/me".into(), false, true),
+        ("GET", "/auth/tokens".into(), false, true),
+        ("POST", "/auth/tokens".into(), true, true),
+        ("DELETE", format!("/auth/tokens/{token_id}"), false, true),
+        ("POST", "/diagnostics/probes".into(), true, true),
+        ("GET", format!("/diagnostics/probes/{probe}"), false, true),
+    ];
+    let big = format!("{{\"name\":\"{}\"}}", "x".repeat(MAX_JSON_BODY_BYTES));
+    for (method, path, json_body, auth) in routes {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let url = stack.api(path);
+        if *auth {
+            let resp = http.request(method.clone(), &url).send().await?;
+            expect_envelope(resp, 401, ErrorCode::Unauthenticated).await?;
+            let resp = http
+                .request(method.clone(), &url)
+                .bearer_auth("bf_pat_nope")
+                .send()
+                .await?;
+            expect_envelope(resp, 401, ErrorCode::InvalidToken).await?;
+        }
+        if !*json_body {
+            continue;
+        }
+        let call = |body: String, content_type: &'static str| {
+            http.request(method.clone(), &url)
+                .bearer_auth(&token)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+        };
+        expect_envelope(
+            call("{\"oops\"".into(), "application/json").await?,
+            400,
+            ErrorCode::MalformedJson,
+        )
+        .await?;
+        expect_envelope(
+            call("[1, 2]".into(), "application/json").await?,
+            400,
+            ErrorCode::MalformedJson,
+        )
+        .await?;
+        expect_envelope(
+            call("{}".into(), "text/plain").await?,
+            415,
+            ErrorCode::UnsupportedMediaType,
+        )
+        .await?;
+        expect_envelope(
+            call(big.clone(), "application/json").await?,
+            413,
+            ErrorCode::PayloadTooLarge,
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -49,6 +49,7 @@ fn main() {
         errors::malformed_and_unsupported_bodies,
         errors::oversized_bodies_are_413,
         errors::every_response_has_a_request_id,
+        errors::every_route_rejects_unauthenticated_and_bad_bodies,
         cli::cli_register_whoami_tokens_and_status,
         cli::cli_errors_and_exit_codes,
         platform::wrangler_deploy_dry_run_staging_and_production,
