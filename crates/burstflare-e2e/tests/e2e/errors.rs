@@ -22,6 +22,23 @@ pub async fn unknown_route_and_wrong_method(stack: &Stack) -> Result<()> {
     ensure!(resp.headers().get("allow").and_then(|v| v.to_str().ok()) == Some("POST"));
     let err = expect_envelope(resp, 405, ErrorCode::MethodNotAllowed).await?;
     ensure!(err.details["allowed"] == serde_json::json!(["POST"]));
+    // The envelope, exactly (request ids vary).
+    let resp = http.post(stack.api("/health")).send().await?;
+    let body: serde_json::Value = resp.json().await?;
+    insta::assert_json_snapshot!(body, { ".error.request_id" => "[request-id]" }, @r###"
+    {
+      "error": {
+        "code": "method_not_allowed",
+        "details": {
+          "allowed": [
+            "GET"
+          ]
+        },
+        "message": "POST is not allowed on /api/v1/health; use GET",
+        "request_id": "[request-id]"
+      }
+    }
+    "###);
     let resp = http.put(stack.api("/auth/tokens")).send().await?;
     ensure!(resp.headers().get("allow").and_then(|v| v.to_str().ok()) == Some("GET, POST"));
     expect_envelope(resp, 405, ErrorCode::MethodNotAllowed).await?;
