@@ -122,17 +122,20 @@ impl Tools {
     }
 }
 
-/// True when something on 127.0.0.1:`port` answers `GET path` with an HTTP status line.
-fn http_answers(port: u16, path: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    if write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
+/// The status with which 127.0.0.1:`port` answers `GET path`, if anything answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    stream.read_exact(&mut head).ok()?;
+    // "HTTP/1.x NNN": the server may answer in either minor version.
+    if !head.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -211,7 +214,8 @@ impl Stack {
         if migrate {
             stack.migrate()?;
         }
-        stack.wait_until_serving(Duration::from_secs(90))?;
+        // A migrated stack must be healthy; an unmigrated one only has to answer.
+        stack.wait_until_serving(Duration::from_secs(90), migrate)?;
         Ok(stack)
     }
 
@@ -252,17 +256,20 @@ impl Stack {
         self.d1(&["execute"], &["--json", "--command", sql])
     }
 
-    /// Waits until the Worker answers (any status) on `/api/v1/health`.
-    fn wait_until_serving(&self, timeout: Duration) -> Result<()> {
+    /// Waits until `/api/v1/health` answers: 200 when `healthy`, else anything.
+    fn wait_until_serving(&self, timeout: Duration, healthy: bool) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut last = None;
         while Instant::now() < deadline {
-            if http_answers(self.port, "/api/v1/health") {
+            last = http_status(self.port, "/api/v1/health");
+            if last.is_some_and(|s| !healthy || s == 200) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         bail!(
-            "wrangler dev did not serve within {timeout:?}; log tail:\n{}",
+            "wrangler dev was not {} within {timeout:?} (last health status {last:?}); log tail:\n{}",
+            if healthy { "healthy" } else { "serving" },
             self.log_tail(40)
         )
     }
