@@ -88,6 +88,16 @@ impl ConfigDir {
         read_toml(&self.config_path())
     }
 
+    /// Writes `config.toml` (mode 0600, like every file here).
+    pub fn save_config(&self, config: &Config) -> Result<PathBuf, CliError> {
+        let text = toml::to_string(config).map_err(|e| {
+            CliError::unexpected("cannot encode the configuration").cause(e.to_string())
+        })?;
+        let path = self.config_path();
+        write_private(&self.dir, &path, &text)?;
+        Ok(path)
+    }
+
     pub fn load_credentials(&self) -> Result<Credentials, CliError> {
         read_toml(&self.credentials_path())
     }
@@ -191,6 +201,21 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(dir_mode, 0o700);
+    }
+
+    #[test]
+    fn config_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ConfigDir::at(tmp.path());
+        assert_eq!(dir.load_config().unwrap().api_url, None);
+        dir.save_config(&Config {
+            api_url: Some("https://x.example".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            dir.load_config().unwrap().api_url.as_deref(),
+            Some("https://x.example")
+        );
     }
 
     #[test]

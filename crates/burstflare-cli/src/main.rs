@@ -37,6 +37,9 @@ enum Command {
     /// Accounts and tokens.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Show or change the CLI's settings (`config.toml`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run a diagnostics probe through every platform binding and wait for it.
     Diagnose {
         /// Also route a queue message to the dead-letter queue.
@@ -66,6 +69,17 @@ enum AuthCommand {
     /// Personal access tokens for automation.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the settings in effect and where they come from.
+    Show(JsonFlag),
+    /// Set the API URL used when neither --api-url nor BURSTFLARE_API_URL is given.
+    SetApiUrl {
+        /// For example https://app.burstflare.dev
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +269,37 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Auth(AuthCommand::Token(cmd)) => token(&app, cmd).await,
+        Command::Config(ConfigCommand::Show(flag)) => {
+            let signed_in = app.dir.token_for(&app.api_url)?.is_some();
+            let shown = serde_json::json!({
+                "api_url": app.api_url,
+                "config_file": app.dir.config_path(),
+                "credentials_file": app.dir.credentials_path(),
+                "signed_in": signed_in,
+            });
+            if flag.json {
+                return print_json(&shown);
+            }
+            println!("api_url           {}", app.api_url);
+            println!("config file       {}", app.dir.config_path().display());
+            println!("credentials file  {}", app.dir.credentials_path().display());
+            println!("signed in         {}", if signed_in { "yes" } else { "no" });
+            Ok(())
+        }
+        Command::Config(ConfigCommand::SetApiUrl { url }) => {
+            // Validate before saving, so a typo is caught now rather than on the next command.
+            Client::new(&url, None)
+                .map_err(|e| CliError::from_client(format!("cannot use {url:?}"), e))?;
+            let mut config = app.dir.load_config()?;
+            config.api_url = Some(normalize_url(&url));
+            let path = app.dir.save_config(&config)?;
+            eprintln!(
+                "API URL set to {} in {}.",
+                normalize_url(&url),
+                path.display()
+            );
+            Ok(())
+        }
         Command::Diagnose {
             dead_letter,
             timeout,

@@ -118,10 +118,31 @@ pub async fn cli_register_whoami_tokens_and_status(stack: &Stack) -> Result<()> 
     );
 
     // The API URL can come from config.toml instead of the flag.
-    std::fs::write(
-        dir.join("config.toml"),
-        format!("api_url = \"{}\"\n", stack.url),
-    )?;
+    ok(cli(
+        stack,
+        &dir,
+        &["config", "set-api-url", &format!("{}/", stack.url)],
+    )?)?;
+    let bare = |args: &[&str]| {
+        Command::new(&stack.tools.cli)
+            .args(args)
+            .env("BURSTFLARE_CONFIG_DIR", &dir)
+            .env_remove("BURSTFLARE_API_URL")
+            .env_remove("BURSTFLARE_TOKEN")
+            .output()
+    };
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ok(bare(&["config", "show", "--json"])?)?.stdout)?;
+    ensure!(
+        shown["api_url"] == stack.url.as_str() && shown["signed_in"] == true,
+        "{shown}"
+    );
+    let o = cli(stack, &dir, &["config", "set-api-url", "not a url"])?;
+    ensure!(
+        o.status.code() == Some(1) && stderr(&o).contains("invalid API URL"),
+        "{}",
+        stderr(&o)
+    );
     let o = Command::new(&stack.tools.cli)
         .args(["whoami", "--json"])
         .env("BURSTFLARE_CONFIG_DIR", &dir)
