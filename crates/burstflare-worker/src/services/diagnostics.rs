@@ -12,9 +12,8 @@ use burstflare_api::ops::{
 };
 use burstflare_api::{ErrorCode, timestamp};
 use burstflare_domain::ProbeId;
-use serde_json::json;
 
-use super::new_id;
+use super::{new_id, parse_id};
 use crate::auth::Caller;
 use crate::durable;
 use crate::error::{ApiError, ApiResult};
@@ -96,10 +95,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateProbeRequest) -> ApiR
 }
 
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> ApiResult<Probe> {
-    let id: ProbeId = id.parse().map_err(|e: burstflare_domain::ids::InvalidId| {
-        ApiError::new(400, ErrorCode::InvalidField, e.to_string())
-            .with_details(json!({ "field": "probe_id" }))
-    })?;
+    let id: ProbeId = parse_id(id, "probe_id")?;
     let row = probes::find_for_user(&ctx.env, &caller.user.id, id.as_str())
         .await?
         .ok_or_else(|| ApiError::not_found(ErrorCode::ProbeNotFound, "probe", id.as_str()))?;

@@ -7,9 +7,12 @@ pub mod health;
 pub mod reconcile;
 pub mod tokens;
 
+use burstflare_api::ErrorCode;
+use burstflare_domain::ids::InvalidId;
 use burstflare_domain::{TokenKind, TokenSecret};
+use serde_json::json;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::platform::random;
 
 /// A fresh typed id from secure randomness.
@@ -20,4 +23,12 @@ pub fn new_id<T>(make: fn([u8; 16]) -> T) -> ApiResult<T> {
 /// A fresh token secret of `kind`.
 pub fn new_secret(kind: TokenKind) -> ApiResult<TokenSecret> {
     Ok(TokenSecret::generate(kind, random::<32>()?))
+}
+
+/// Parses a typed id from a path parameter; a malformed one is a 400 naming `field`.
+pub fn parse_id<T: std::str::FromStr<Err = InvalidId>>(raw: &str, field: &str) -> ApiResult<T> {
+    raw.parse().map_err(|e: InvalidId| {
+        ApiError::new(400, ErrorCode::InvalidField, e.to_string())
+            .with_details(json!({ "field": field }))
+    })
 }

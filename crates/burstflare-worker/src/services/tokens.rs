@@ -7,7 +7,7 @@ use burstflare_domain::token::token_expiry;
 use burstflare_domain::{TokenId, TokenKind, TokenName};
 use serde_json::json;
 
-use super::{new_id, new_secret};
+use super::{new_id, new_secret, parse_id};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Ctx;
@@ -115,10 +115,7 @@ pub async fn list(
 /// returns it unchanged; another user's token is indistinguishable from a
 /// missing one.
 pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str) -> ApiResult<TokenInfo> {
-    let id: TokenId = id.parse().map_err(|e: burstflare_domain::ids::InvalidId| {
-        ApiError::new(400, ErrorCode::InvalidField, e.to_string())
-            .with_details(json!({ "field": "token_id" }))
-    })?;
+    let id: TokenId = parse_id(id, "token_id")?;
     let not_found = || ApiError::not_found(ErrorCode::TokenNotFound, "token", id.as_str());
     let row = tokens::find_for_user(&ctx.env, &caller.user.id, id.as_str())
         .await?
