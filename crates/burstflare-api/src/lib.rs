@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod ops;
+pub mod runtime;
 
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 
