@@ -32,6 +32,20 @@ pub enum ErrorCode {
     ProbeNotFound,
     /// The email is registered already.
     EmailTaken,
+    SessionNotFound,
+    /// A session with this name exists in the workspace already.
+    SessionNameTaken,
+    /// The command is not valid in the session's current state; `details.state` names it.
+    InvalidSessionState,
+    SshKeyNotFound,
+    /// The caller registered this SSH key already.
+    SshKeyExists,
+    /// The container runtime could not run the session (Docker down, image missing, …).
+    RuntimeUnavailable,
+    /// Runner: no managed container has this name.
+    ContainerNotFound,
+    /// Runner: the image does not exist on the Docker host.
+    ImageNotFound,
     /// A required platform dependency is unavailable; see the message.
     Unavailable,
     /// The D1 schema does not match the Worker (health only).
