@@ -102,6 +102,10 @@ typed_id!(/// A workspace (personal or team).
     WorkspaceId, "ws", "workspace");
 typed_id!(/// An API token (access or personal).
     TokenId, "tok", "token");
+typed_id!(/// A development session (one container lifecycle, many generations).
+    SessionId, "ses", "session");
+typed_id!(/// A user's registered SSH public key.
+    SshKeyId, "key", "SSH key");
 typed_id!(/// A diagnostics probe that exercises every platform binding.
     ProbeId, "prb", "probe");
 

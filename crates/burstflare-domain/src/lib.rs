@@ -11,10 +11,17 @@
 pub mod account;
 pub mod ids;
 pub mod schema;
+pub mod session;
+pub mod ssh_key;
 pub mod token;
 
 pub use account::{DisplayName, Email, Role, TokenName, WorkspaceSlug};
-pub use ids::{ProbeId, TokenId, UserId, WorkspaceId};
+pub use ids::{ProbeId, SessionId, SshKeyId, TokenId, UserId, WorkspaceId};
+pub use session::{
+    Action, DesiredState, InstanceType, InvalidTransition, Observation, SessionCommand, SessionName,
+    SessionState, decide, observe,
+};
+pub use ssh_key::SshPublicKey;
 pub use schema::{SchemaStatus, check_schema};
 pub use token::{TokenKind, TokenSecret, TokenUseError, check_token_use};
 
