@@ -67,6 +67,10 @@ pub struct CreateContainer {
     pub env: BTreeMap<String, String>,
     /// Container ports to publish on 127.0.0.1 (ephemeral host ports).
     pub ports: Vec<u16>,
+    /// Overrides the image's command (the image's entrypoint is kept); used by
+    /// builders and tests. Sessions leave it unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
 }
 
 /// What the runner observes about a container.
