@@ -15,6 +15,8 @@ pub enum ErrorCode {
     InvalidQuery,
     /// No or a bad `Content-Type`.
     UnsupportedMediaType,
+    /// The endpoint speaks WebSocket only.
+    UpgradeRequired,
     /// The body exceeds the route's limit.
     PayloadTooLarge,
     /// No credentials were presented.
@@ -32,6 +34,7 @@ pub enum ErrorCode {
     ProbeNotFound,
     /// The email is registered already.
     EmailTaken,
+    WorkspaceNotFound,
     SessionNotFound,
     /// A session with this name exists in the workspace already.
     SessionNameTaken,

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod ops;
 pub mod runtime;
+pub mod sessions;
 
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 

@@ -17,12 +17,12 @@ pub mod token;
 
 pub use account::{DisplayName, Email, Role, TokenName, WorkspaceSlug};
 pub use ids::{ProbeId, SessionId, SshKeyId, TokenId, UserId, WorkspaceId};
+pub use schema::{SchemaStatus, check_schema};
 pub use session::{
-    Action, DesiredState, InstanceType, InvalidTransition, Observation, SessionCommand, SessionName,
-    SessionState, decide, observe,
+    Action, DesiredState, InstanceType, InvalidTransition, Observation, SessionCommand,
+    SessionName, SessionState, decide, observe,
 };
 pub use ssh_key::SshPublicKey;
-pub use schema::{SchemaStatus, check_schema};
 pub use token::{TokenKind, TokenSecret, TokenUseError, check_token_use};
 
 /// Milliseconds since the Unix epoch: the only notion of time the domain knows.

@@ -372,6 +372,57 @@ pub fn validate_env_name(name: &str) -> bool {
         && !name.starts_with("BURSTFLARE_")
 }
 
+/// Roots a persisted path must live under.
+pub const PERSIST_ROOTS: [&str; 2] = ["/home/dev", "/workspace"];
+
+/// Validates persisted paths: absolute, normalised (no `.`/`..`/empty
+/// segments, no trailing slash), under [`PERSIST_ROOTS`], at most 16, no
+/// duplicates. Paths nested in another listed path are allowed (redundant but harmless).
+pub fn validate_persisted_paths(paths: &[String]) -> Result<Vec<String>, FieldError> {
+    let bad = |i: usize, p: &str, why: &str| {
+        FieldError::new("persisted_paths", format!("[{i}] {p:?} {why}"))
+    };
+    if paths.len() > 16 {
+        return Err(FieldError::new("persisted_paths", "at most 16 paths"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        if !p.starts_with('/') {
+            return Err(bad(i, p, "must be absolute"));
+        }
+        if p.len() > 512 {
+            return Err(bad(i, p, "is longer than 512 bytes"));
+        }
+        if p.len() > 1 && p.ends_with('/') {
+            return Err(bad(i, p, "must not end with `/`"));
+        }
+        if p[1..]
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(bad(
+                i,
+                p,
+                "must be normalised (no empty, `.` or `..` segments)",
+            ));
+        }
+        if p.chars().any(char::is_control) {
+            return Err(bad(i, p, "contains control characters"));
+        }
+        let under_root = PERSIST_ROOTS
+            .iter()
+            .any(|root| p == root || p.starts_with(&format!("{root}/")));
+        if !under_root {
+            return Err(bad(i, p, "must be under /home/dev or /workspace"));
+        }
+        if out.contains(p) {
+            return Err(bad(i, p, "is listed twice"));
+        }
+        out.push(p.clone());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,6 +626,27 @@ mod tests {
         fn session_names(raw in "[a-z][a-z0-9-]{0,38}[a-z0-9]") {
             prop_assert!(SessionName::parse(&raw).is_ok());
         }
+    }
+
+    #[test]
+    fn persisted_paths() {
+        let ok = |v: &[&str]| {
+            validate_persisted_paths(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert!(ok(&["/home/dev", "/workspace/src"]).is_ok());
+        for bad in [
+            "home/dev",
+            "/home/dev/",
+            "/home/dev/../etc",
+            "/etc",
+            "/home/devx",
+            "/home//dev",
+        ] {
+            let err = ok(&[bad]).unwrap_err();
+            assert_eq!(err.field, "persisted_paths", "{bad}");
+            assert!(err.message.contains(bad), "{bad}: {}", err.message);
+        }
+        assert!(ok(&["/home/dev", "/home/dev"]).is_err());
     }
 
     #[test]

@@ -140,6 +140,11 @@ mod tests {
             assert!(err.message.contains(why), "{raw}: {}", err.message);
         }
         let two = format!("{ED25519}\n{ED25519}");
-        assert!(SshPublicKey::parse(&two).unwrap_err().message.contains("single line"));
+        assert!(
+            SshPublicKey::parse(&two)
+                .unwrap_err()
+                .message
+                .contains("single line")
+        );
     }
 }

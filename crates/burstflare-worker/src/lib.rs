@@ -21,6 +21,7 @@ mod http;
 mod platform;
 mod queues;
 mod routes;
+mod runtime;
 mod services;
 mod store;
 mod workflow;

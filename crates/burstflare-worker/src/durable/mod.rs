@@ -1,5 +1,5 @@
 //! Durable Object classes and the Worker-side helpers that call them.
 
-mod session_coordinator;
+pub mod session_coordinator;
 
 pub use session_coordinator::{SessionCoordinator, ping};

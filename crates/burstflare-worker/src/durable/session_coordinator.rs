@@ -1,29 +1,90 @@
-//! `SessionCoordinator`: one Durable Object per session, SQLite storage.
+//! `SessionCoordinator`: one Durable Object per session (named by the session
+//! id), SQLite storage. It is the single writer of the session's lifecycle.
 //!
-//! It will be the single writer of a session's lifecycle (the sessions
-//! issue). For now it answers `GET /ping` (read the counter) and `POST /ping`
-//! (increment it), backed by its SQLite storage, which proves the binding,
-//! the storage backend and the Worker → DO call path.
+//! * Every command (start, stop, restart, delete) runs under one async lock, so
+//!   concurrent requests are serialised even while a command awaits the
+//!   runtime; what each command means is decided by
+//!   [`burstflare_domain::decide`].
+//! * Every transition bumps `state_version`, is appended to the event log and
+//!   is projected into D1 (`sessions`, `session_events`); a projection that
+//!   fails is retried by the alarm, and D1 ignores older versions.
+//! * While the session is running, the alarm polls the runtime every
+//!   `SESSION_MONITOR_INTERVAL_MS`; a container that died moves the session to
+//!   `failed` with the runtime's reason.
+//! * `/ssh` is bridged by handing the agent's WebSocket response straight back
+//!   to the caller, so bytes flow runtime-to-runtime without passing through
+//!   this object's code.
+//!
+//! Internal HTTP interface (called by `services::sessions` only):
+//! `POST /create` (a new [`SessionRecord`]), `POST /command`
+//! ([`CommandRequest`]), `GET /session`, `GET /ssh` (WebSocket), and
+//! `GET|POST /ping` (diagnostics).
 //!
 //! DO SQLite tables (documented in `docs/storage.md`):
-//! * `counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`
+//! * `record (k INTEGER PRIMARY KEY CHECK (k = 1), json TEXT, private_json TEXT, projected_version INTEGER)`
+//! * `events (seq INTEGER PRIMARY KEY, json TEXT)`
+//! * `counters (name TEXT PRIMARY KEY, value INTEGER)` (diagnostics pings)
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use burstflare_api::runtime::{
+    AGENT_PORT, AGENT_TOKEN_HEADER, AgentHealth, AgentStatus, ENV_AGENT_SECRET,
+    ENV_AUTHORIZED_KEYS, ENV_SESSION_ID, ResourceLimits,
+};
+use burstflare_api::sessions::CommandResult;
+use burstflare_api::{ErrorCode, ErrorEnvelope};
+use burstflare_domain::{
+    Action, Observation, SessionCommand, SessionState, decide, observe, session::entered_state,
+};
+use futures_util::lock::Mutex;
 use serde::{Deserialize, Serialize};
-use worker::{DurableObject, Env, Method, Request, Response, State, durable_object};
+use serde_json::json;
+use worker::{
+    Delay, DurableObject, Env, Headers, Method, Request, RequestInit, Response, State,
+    durable_object,
+};
 
 use crate::error::{ApiError, ApiResult};
-use crate::platform::SESSIONS;
+use crate::platform::{SESSIONS, now, random, var};
+use crate::runtime::{Observed, Runtime, StartSpec};
+use crate::store::sessions::{self as store, EventRecord, SessionRecord};
+use crate::store::{d1, ssh_keys};
+
+/// How long a start may take until the agent answers healthy.
+const START_TIMEOUT_MS: i64 = 90_000;
+/// The actor recorded for transitions the platform makes on its own.
+pub const SYSTEM_ACTOR: &str = "system";
 
 #[durable_object]
 pub struct SessionCoordinator {
     state: State,
+    env: Env,
+    lock: Mutex<()>,
 }
 
-/// Reply to a ping.
+/// `POST /command`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pong {
-    pub object_id: String,
-    pub count: i64,
+pub struct CommandRequest {
+    pub command: SessionCommand,
+    /// `usr_…` of the caller.
+    pub actor: String,
+}
+
+/// Runtime details never shown through the API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Private {
+    /// The runtime's handle of the current generation's container.
+    container: Option<String>,
+    /// The agent secret of the current generation.
+    agent_secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StoredRecord {
+    json: String,
+    private_json: String,
+    projected_version: i64,
 }
 
 #[derive(Deserialize)]
@@ -31,7 +92,589 @@ struct Count {
     value: i64,
 }
 
+/// A loaded session with its private half.
+struct Loaded {
+    rec: SessionRecord,
+    private: Private,
+}
+
 impl SessionCoordinator {
+    fn init_tables(&self) -> worker::Result<()> {
+        let sql = self.state.storage().sql();
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS record (k INTEGER PRIMARY KEY CHECK (k = 1), \
+             json TEXT NOT NULL, private_json TEXT NOT NULL, projected_version INTEGER NOT NULL)",
+            None,
+        )?;
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, json TEXT NOT NULL)",
+            None,
+        )?;
+        Ok(())
+    }
+
+    fn load(&self) -> ApiResult<Option<(Loaded, i64)>> {
+        self.init_tables()?;
+        let rows: Vec<StoredRecord> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT json, private_json, projected_version FROM record WHERE k = 1",
+                None,
+            )?
+            .to_array()?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            Loaded {
+                rec: serde_json::from_str(&row.json)?,
+                private: serde_json::from_str(&row.private_json)?,
+            },
+            row.projected_version,
+        )))
+    }
+
+    fn save(&self, l: &Loaded, event: Option<&EventRecord>) -> ApiResult<()> {
+        let sql = self.state.storage().sql();
+        sql.exec(
+            "INSERT INTO record (k, json, private_json, projected_version) VALUES (1, ?, ?, 0) \
+             ON CONFLICT (k) DO UPDATE SET json = excluded.json, private_json = excluded.private_json",
+            vec![
+                serde_json::to_string(&l.rec)?.into(),
+                serde_json::to_string(&l.private)?.into(),
+            ],
+        )?;
+        if let Some(e) = event {
+            sql.exec(
+                "INSERT OR REPLACE INTO events (seq, json) VALUES (?, ?)",
+                vec![e.seq.into(), serde_json::to_string(e)?.into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes the record and every unprojected event to D1. Failures are logged
+    /// and retried by the alarm; the DO's own state is already durable.
+    async fn project(&self, rec: &SessionRecord) -> ApiResult<()> {
+        let projected = self.load()?.map_or(0, |(_, p)| p);
+        if projected >= rec.state_version {
+            return Ok(());
+        }
+        let events: Vec<EventRecord> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT json FROM events WHERE seq > ? ORDER BY seq",
+                vec![projected.into()],
+            )?
+            .to_array::<serde_json::Value>()?
+            .into_iter()
+            .filter_map(|row| {
+                row.get("json")
+                    .and_then(|j| j.as_str())
+                    .and_then(|j| serde_json::from_str(j).ok())
+            })
+            .collect();
+        let mut batch = vec![store::upsert(&self.env, rec)?];
+        for e in &events {
+            batch.push(store::insert_event(&self.env, &rec.id, e)?);
+        }
+        d1::db(&self.env)?
+            .batch(batch)
+            .await
+            .map_err(|e| d1::failed("project session", e))?;
+        self.state.storage().sql().exec(
+            "UPDATE record SET projected_version = ? WHERE k = 1 AND projected_version < ?",
+            vec![rec.state_version.into(), rec.state_version.into()],
+        )?;
+        Ok(())
+    }
+
+    async fn project_or_retry(&self, rec: &SessionRecord) {
+        if let Err(e) = self.project(rec).await {
+            worker::console_error!(
+                "session {}: projection of version {} failed, retrying from the alarm: {}",
+                rec.id,
+                rec.state_version,
+                e.internal.as_deref().unwrap_or(&e.message)
+            );
+            let _ = self.state.storage().set_alarm(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Records a transition: new state, version, event; saves and projects.
+    async fn transition(
+        &self,
+        l: &mut Loaded,
+        to: SessionState,
+        command: Option<SessionCommand>,
+        actor: &str,
+        reason: String,
+    ) -> ApiResult<()> {
+        let at = now();
+        let event = EventRecord {
+            seq: l.rec.state_version + 1,
+            from_state: l.rec.state,
+            to_state: to,
+            command: command.map(|c| c.as_str().to_owned()),
+            actor: actor.to_owned(),
+            reason,
+            at,
+        };
+        l.rec.state = to;
+        l.rec.state_version += 1;
+        l.rec.updated_at = at;
+        if to == SessionState::Deleted {
+            l.rec.deleted_at = Some(at);
+        }
+        self.save(l, Some(&event))?;
+        self.project_or_retry(&l.rec).await;
+        Ok(())
+    }
+
+    /// Records what the runtime reported (no state change, new version).
+    async fn runtime_update(
+        &self,
+        l: &mut Loaded,
+        status: &str,
+        detail: Option<String>,
+    ) -> ApiResult<()> {
+        let at = now();
+        l.rec.runtime_status = Some(status.to_owned());
+        l.rec.runtime_state = detail;
+        l.rec.runtime_updated_at = Some(at);
+        l.rec.state_version += 1;
+        l.rec.updated_at = at;
+        self.save(l, None)?;
+        self.project_or_retry(&l.rec).await;
+        Ok(())
+    }
+
+    async fn create(&self, rec: SessionRecord) -> ApiResult<SessionRecord> {
+        let _guard = self.lock.lock().await;
+        if let Some((existing, _)) = self.load()? {
+            if existing.rec.created_at == rec.created_at && existing.rec.owner_id == rec.owner_id {
+                return Ok(existing.rec);
+            }
+            return Err(ApiError::internal(format!(
+                "session {} exists already with other data",
+                rec.id
+            )));
+        }
+        let event = EventRecord {
+            seq: rec.state_version,
+            from_state: SessionState::Created,
+            to_state: SessionState::Created,
+            command: None,
+            actor: rec.owner_id.clone(),
+            reason: "session created".into(),
+            at: rec.created_at,
+        };
+        let l = Loaded {
+            rec,
+            private: Private::default(),
+        };
+        // D1 first: the unique name index decides whether the session exists.
+        let insert = store::upsert(&self.env, &l.rec)?;
+        let ev = store::insert_event(&self.env, &l.rec.id, &event)?;
+        let result = d1::db(&self.env)?
+            .batch(vec![insert, ev])
+            .await
+            .map_err(|e| d1::failed("insert session", e));
+        if let Err(e) = result {
+            if d1::is_unique_violation(&e, "sessions.") {
+                return Err(ApiError::new(
+                    409,
+                    ErrorCode::SessionNameTaken,
+                    format!(
+                        "a session named {:?} exists in this workspace already",
+                        l.rec.name
+                    ),
+                )
+                .with_details(json!({ "name": l.rec.name })));
+            }
+            return Err(e);
+        }
+        self.save(&l, Some(&event))?;
+        self.state.storage().sql().exec(
+            "UPDATE record SET projected_version = ? WHERE k = 1",
+            vec![l.rec.state_version.into()],
+        )?;
+        Ok(l.rec)
+    }
+
+    fn require(&self) -> ApiResult<Loaded> {
+        self.load()?.map(|(l, _)| l).ok_or_else(|| {
+            ApiError::not_found(ErrorCode::SessionNotFound, "session", "(coordinator)")
+        })
+    }
+
+    async fn command(&self, req: CommandRequest) -> ApiResult<CommandResult> {
+        let _guard = self.lock.lock().await;
+        let mut l = self.require()?;
+        let action = decide(l.rec.state, req.command).map_err(|e| {
+            ApiError::new(409, ErrorCode::InvalidSessionState, format!("{e}"))
+                .with_details(json!({ "state": e.state, "command": e.command }))
+        })?;
+        let command = Some(req.command);
+        let actor = req.actor.as_str();
+        if let Some(desired) = action.desired() {
+            l.rec.desired_state = desired;
+        }
+        match action {
+            Action::AlreadyDone => {
+                return Ok(CommandResult {
+                    session: l.rec.to_api()?,
+                    already_done: true,
+                });
+            }
+            Action::StartRuntime => {
+                self.start(&mut l, command, actor).await?;
+            }
+            Action::RestartRuntime => {
+                let to = entered_state(action, l.rec.state);
+                self.transition(
+                    &mut l,
+                    to,
+                    command,
+                    actor,
+                    format!("{} requested", req.command),
+                )
+                .await?;
+                self.remove_container(&mut l).await?;
+                self.transition(
+                    &mut l,
+                    SessionState::Stopped,
+                    None,
+                    SYSTEM_ACTOR,
+                    "container removed for restart".into(),
+                )
+                .await?;
+                self.start(&mut l, command, actor).await?;
+            }
+            Action::StopRuntime {
+                runtime: has_runtime,
+            } => {
+                let to = entered_state(action, l.rec.state);
+                self.transition(&mut l, to, command, actor, "stop requested".into())
+                    .await?;
+                if has_runtime {
+                    self.remove_container(&mut l).await?;
+                    let next = observe(l.rec.state, &Observation::Stopped).unwrap_or(l.rec.state);
+                    self.transition(
+                        &mut l,
+                        next,
+                        None,
+                        SYSTEM_ACTOR,
+                        "container stopped and removed".into(),
+                    )
+                    .await?;
+                }
+            }
+            Action::Delete {
+                runtime: has_runtime,
+            } => {
+                if has_runtime {
+                    // Remove the container first: a failure leaves the session intact.
+                    self.remove_container(&mut l).await?;
+                }
+                self.transition(
+                    &mut l,
+                    SessionState::Deleted,
+                    command,
+                    actor,
+                    "delete requested".into(),
+                )
+                .await?;
+                let _ = self.state.storage().delete_alarm().await;
+            }
+        }
+        Ok(CommandResult {
+            session: l.rec.to_api()?,
+            already_done: false,
+        })
+    }
+
+    /// Removes the current container, if any, and records that it is absent.
+    async fn remove_container(&self, l: &mut Loaded) -> ApiResult<()> {
+        let Some(container) = l.private.container.clone() else {
+            return Ok(());
+        };
+        let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
+        runtime.destroy(&container).await.map_err(runtime_error)?;
+        l.private.container = None;
+        l.private.agent_secret = None;
+        l.rec.host_keys.clear();
+        self.runtime_update(l, "absent", Some(format!("container {container} removed")))
+            .await
+    }
+
+    /// Starts a new generation: `starting`, container, agent health, `running`.
+    /// A runtime failure ends in `failed` with the reason and a 503 to the caller.
+    async fn start(
+        &self,
+        l: &mut Loaded,
+        command: Option<SessionCommand>,
+        actor: &str,
+    ) -> ApiResult<()> {
+        l.rec.generation += 1;
+        l.rec.failure_reason = None;
+        l.rec.desired_state = burstflare_domain::DesiredState::Running;
+        let reason = match command {
+            Some(c) => format!("{c} requested (generation {})", l.rec.generation),
+            None => format!("starting generation {}", l.rec.generation),
+        };
+        self.transition(l, SessionState::Starting, command, actor, reason)
+            .await?;
+        match self.boot(l).await {
+            Ok(health) => {
+                l.rec.host_keys = health.host_keys;
+                let container = l.private.container.clone().unwrap_or_default();
+                l.rec.runtime_status = Some("running".into());
+                l.rec.runtime_state = Some(format!("container {container} running"));
+                l.rec.runtime_updated_at = Some(now());
+                self.transition(
+                    l,
+                    SessionState::Running,
+                    None,
+                    SYSTEM_ACTOR,
+                    "agent is healthy and sshd is up".into(),
+                )
+                .await?;
+                self.schedule_monitor().await;
+                Ok(())
+            }
+            Err(reason) => {
+                // Leave nothing half-started behind.
+                let _ = self.remove_container(l).await;
+                l.rec.failure_reason = Some(reason.clone());
+                self.transition(
+                    l,
+                    SessionState::Failed,
+                    None,
+                    SYSTEM_ACTOR,
+                    format!("start failed: {reason}"),
+                )
+                .await?;
+                Err(ApiError::new(
+                    503,
+                    ErrorCode::RuntimeUnavailable,
+                    format!("session {:?} failed to start: {reason}", l.rec.name),
+                )
+                .with_details(json!({ "state": l.rec.state, "reason": reason })))
+            }
+        }
+    }
+
+    /// Runs the container and waits for the agent; the error is the reason shown to users.
+    async fn boot(&self, l: &mut Loaded) -> Result<AgentHealth, String> {
+        let runtime = Runtime::from_env(&self.env, &self.state).map_err(|e| e.message)?;
+        // Leftovers of an earlier generation (a failed start, a dead container) go first.
+        if let Some(old) = l.private.container.take() {
+            runtime.destroy(&old).await.map_err(|e| e.message)?;
+        }
+        let keys = ssh_keys::list(&self.env, &l.rec.owner_id)
+            .await
+            .map_err(|e| e.message)?;
+        let secret = hex::encode(random::<32>().map_err(|e| e.message)?);
+        let mut env: BTreeMap<String, String> = l.rec.spec.env.clone();
+        env.insert(ENV_AGENT_SECRET.into(), secret.clone());
+        env.insert(ENV_SESSION_ID.into(), l.rec.id.clone());
+        env.insert(
+            ENV_AUTHORIZED_KEYS.into(),
+            keys.iter()
+                .map(|k| k.public_key.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        let limits = l.rec.spec.instance_type.limits();
+        let spec = StartSpec {
+            session_id: l.rec.id.clone(),
+            generation: u64::try_from(l.rec.generation).unwrap_or_default(),
+            image: l.rec.spec.image.clone(),
+            limits: ResourceLimits {
+                cpu_millis: limits.cpu_millis,
+                memory_mib: limits.memory_mib,
+                pids: limits.pids,
+            },
+            env,
+        };
+        let container = runtime.start(&spec).await.map_err(|e| e.message)?;
+        l.private.container = Some(container.clone());
+        l.private.agent_secret = Some(secret.clone());
+        self.save(l, None).map_err(|e| e.message)?;
+        self.wait_healthy(&runtime, &container, &secret).await
+    }
+
+    async fn wait_healthy(
+        &self,
+        runtime: &Runtime,
+        container: &str,
+        secret: &str,
+    ) -> Result<AgentHealth, String> {
+        let deadline = now() + START_TIMEOUT_MS;
+        let mut attempt: u32 = 0;
+        let mut last = String::from("the agent did not answer");
+        loop {
+            attempt += 1;
+            let probe =
+                Request::new("http://agent/healthz", Method::Get).map_err(|e| e.to_string())?;
+            match runtime
+                .fetch(
+                    container,
+                    AGENT_PORT,
+                    "/healthz",
+                    &probe,
+                    &[(AGENT_TOKEN_HEADER, secret)],
+                )
+                .await
+            {
+                Ok(mut resp) if resp.status_code() == 200 => {
+                    if let Ok(h) = resp.json::<AgentHealth>().await {
+                        if h.status == AgentStatus::Ok && !h.host_keys.is_empty() {
+                            return Ok(h);
+                        }
+                        last = "sshd is not accepting connections yet".into();
+                    }
+                }
+                Ok(resp) => last = format!("the agent answered HTTP {}", resp.status_code()),
+                Err(e) => last = e.message,
+            }
+            // A container that died while booting will never become healthy.
+            if attempt.is_multiple_of(10)
+                && let Ok(Observed::Exited(why)) = runtime.status(container).await
+            {
+                return Err(why);
+            }
+            if now() > deadline {
+                return Err(format!(
+                    "the session did not become ready within {} s ({last})",
+                    START_TIMEOUT_MS / 1000
+                ));
+            }
+            let wait = 25 * u64::from(attempt.min(10));
+            Delay::from(Duration::from_millis(wait)).await;
+        }
+    }
+
+    async fn schedule_monitor(&self) {
+        let every = var(&self.env, "SESSION_MONITOR_INTERVAL_MS", "5000")
+            .parse::<u64>()
+            .unwrap_or(5000);
+        if let Err(e) = self
+            .state
+            .storage()
+            .set_alarm(Duration::from_millis(every))
+            .await
+        {
+            worker::console_error!("set monitor alarm: {e}");
+        }
+    }
+
+    /// The alarm: reproject if behind, and check a running container is alive.
+    async fn monitor(&self) -> ApiResult<()> {
+        let _guard = self.lock.lock().await;
+        let Some((mut l, projected)) = self.load()? else {
+            return Ok(());
+        };
+        if projected < l.rec.state_version {
+            self.project_or_retry(&l.rec).await;
+        }
+        if l.rec.state != SessionState::Running {
+            return Ok(());
+        }
+        let Some(container) = l.private.container.clone() else {
+            return Ok(());
+        };
+        let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
+        match runtime.status(&container).await {
+            Ok(Observed::Running) => {}
+            Ok(Observed::Exited(reason)) => {
+                let at = now();
+                l.rec.runtime_status = Some("exited".into());
+                l.rec.runtime_state = Some(reason.clone());
+                l.rec.runtime_updated_at = Some(at);
+                l.rec.failure_reason = Some(reason.clone());
+                l.rec.host_keys.clear();
+                let next = observe(
+                    l.rec.state,
+                    &Observation::Exited {
+                        reason: reason.clone(),
+                    },
+                )
+                .unwrap_or(SessionState::Failed);
+                self.transition(
+                    &mut l,
+                    next,
+                    None,
+                    SYSTEM_ACTOR,
+                    format!("container died: {reason}"),
+                )
+                .await?;
+                return Ok(());
+            }
+            Err(e) => {
+                // The runtime being unreachable says nothing about the container.
+                l.rec.runtime_status = Some("unreachable".into());
+                l.rec.runtime_state = Some(e.message);
+                l.rec.runtime_updated_at = Some(now());
+                self.save(&l, None)?;
+            }
+        }
+        self.schedule_monitor().await;
+        Ok(())
+    }
+
+    /// Bridges an SSH WebSocket to the agent of the running container.
+    async fn ssh(&self, req: Request) -> ApiResult<Response> {
+        let l = self.require()?;
+        let not_running = || {
+            let hint = match l.rec.state {
+                SessionState::Starting => "it is starting; try again in a moment".to_owned(),
+                SessionState::Deleted => "it was deleted".to_owned(),
+                _ => format!("start it with `burstflare session start {}`", l.rec.name),
+            };
+            ApiError::new(
+                409,
+                ErrorCode::InvalidSessionState,
+                format!("session {:?} is {}; {hint}", l.rec.name, l.rec.state),
+            )
+            .with_details(json!({ "state": l.rec.state }))
+        };
+        if l.rec.state != SessionState::Running {
+            return Err(not_running());
+        }
+        let (Some(container), Some(secret)) = (&l.private.container, &l.private.agent_secret)
+        else {
+            return Err(not_running());
+        };
+        let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
+        let resp = runtime
+            .fetch(
+                container,
+                AGENT_PORT,
+                "/ssh",
+                &req,
+                &[(AGENT_TOKEN_HEADER, secret)],
+            )
+            .await
+            .map_err(runtime_error)?;
+        if resp.status_code() != 101 {
+            return Err(ApiError::new(
+                502,
+                ErrorCode::RuntimeUnavailable,
+                format!(
+                    "the session's SSH bridge answered HTTP {}",
+                    resp.status_code()
+                ),
+            ));
+        }
+        Ok(resp)
+    }
+
     fn pings(&self, increment: bool) -> worker::Result<i64> {
         let sql = self.state.storage().sql();
         sql.exec(
@@ -53,43 +696,147 @@ impl SessionCoordinator {
         let rows: Vec<Count> = cursor.to_array()?;
         Ok(rows.first().map_or(0, |r| r.value))
     }
+
+    async fn route(&self, mut req: Request) -> ApiResult<Response> {
+        match (req.method(), req.path().as_str()) {
+            (Method::Get, "/ping") => pong(&self.state, self.pings(false)?),
+            (Method::Post, "/ping") => pong(&self.state, self.pings(true)?),
+            (Method::Post, "/create") => {
+                let rec: SessionRecord = req.json().await?;
+                ok_json(&self.create(rec).await?)
+            }
+            (Method::Post, "/command") => {
+                let cmd: CommandRequest = req.json().await?;
+                ok_json(&self.command(cmd).await?)
+            }
+            (Method::Get, "/session") => ok_json(&self.require()?.rec),
+            (Method::Get, "/ssh") => self.ssh(req).await,
+            _ => Err(ApiError::internal(format!(
+                "SessionCoordinator has no {} {}",
+                req.method(),
+                req.path()
+            ))),
+        }
+    }
+}
+
+fn runtime_error(e: crate::runtime::RuntimeError) -> ApiError {
+    ApiError::new(503, ErrorCode::RuntimeUnavailable, e.message)
+}
+
+fn ok_json<T: Serialize>(body: &T) -> ApiResult<Response> {
+    Ok(Response::from_json(body)?)
+}
+
+fn pong(state: &State, count: i64) -> ApiResult<Response> {
+    ok_json(&Pong {
+        object_id: state.id().to_string(),
+        count,
+    })
 }
 
 impl DurableObject for SessionCoordinator {
-    fn new(state: State, _env: Env) -> Self {
-        Self { state }
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            lock: Mutex::new(()),
+        }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let increment = match (req.method(), req.path().as_str()) {
-            (Method::Get, "/ping") => false,
-            (Method::Post, "/ping") => true,
-            _ => return Response::error("not found", 404),
-        };
-        let count = self.pings(increment)?;
-        Response::from_json(&Pong {
-            object_id: self.state.id().to_string(),
-            count,
-        })
+        match self.route(req).await {
+            Ok(resp) => Ok(resp),
+            Err(err) => {
+                if let Some(internal) = &err.internal {
+                    worker::console_error!("SessionCoordinator: {internal}");
+                }
+                let status = err.status;
+                Ok(Response::from_json(&err.envelope(""))?.with_status(status))
+            }
+        }
     }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        if let Err(e) = self.monitor().await {
+            worker::console_error!(
+                "SessionCoordinator monitor: {}",
+                e.internal.as_deref().unwrap_or(&e.message)
+            );
+            self.schedule_monitor().await;
+        }
+        Response::ok("ok")
+    }
+}
+
+/// Reply to a ping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pong {
+    pub object_id: String,
+    pub count: i64,
+}
+
+fn stub(env: &Env, name: &str) -> ApiResult<worker::Stub> {
+    env.durable_object(SESSIONS)
+        .and_then(|ns| ns.get_by_name(name))
+        .map_err(|e| ApiError::unavailable(format!("Durable Object binding `{SESSIONS}`: {e}")))
+}
+
+/// Calls the coordinator named `name`; error envelopes come back as [`ApiError`]s.
+pub async fn call<B: Serialize, T: serde::de::DeserializeOwned>(
+    env: &Env,
+    name: &str,
+    method: Method,
+    path: &str,
+    body: Option<&B>,
+) -> ApiResult<T> {
+    let mut init = RequestInit::new();
+    init.with_method(method);
+    if let Some(body) = body {
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        init.with_headers(headers);
+        init.with_body(Some(serde_json::to_string(body)?.into()));
+    }
+    let req = Request::new_with_init(&format!("https://session-coordinator{path}"), &init)?;
+    let mut resp = stub(env, name)?.fetch_with_request(req).await?;
+    if resp.status_code() == 200 {
+        return Ok(resp.json::<T>().await?);
+    }
+    Err(envelope_error(&mut resp).await)
+}
+
+/// Turns a coordinator error response back into the error it was.
+async fn envelope_error(resp: &mut Response) -> ApiError {
+    let status = resp.status_code();
+    match resp.json::<ErrorEnvelope>().await {
+        Ok(env) => {
+            ApiError::new(status, env.error.code, env.error.message).with_details(env.error.details)
+        }
+        Err(e) => ApiError::internal(format!("SessionCoordinator answered {status}: {e}")),
+    }
+}
+
+/// Forwards a WebSocket upgrade to the coordinator's `/ssh`.
+pub async fn ssh(env: &Env, name: &str, req: &Request) -> ApiResult<Response> {
+    let headers = Headers::new();
+    for (k, v) in req.headers().entries() {
+        if k != "authorization" && k != "cookie" {
+            headers.set(&k, &v)?;
+        }
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let inner = Request::new_with_init("https://session-coordinator/ssh", &init)?;
+    let mut resp = stub(env, name)?.fetch_with_request(inner).await?;
+    if resp.status_code() == 101 {
+        return Ok(resp);
+    }
+    Err(envelope_error(&mut resp).await)
 }
 
 /// Pings the `SessionCoordinator` named `name` (incrementing its counter when asked).
 pub async fn ping(env: &Env, name: &str, increment: bool) -> ApiResult<Pong> {
-    let stub = env
-        .durable_object(SESSIONS)
-        .and_then(|ns| ns.get_by_name(name))
-        .map_err(|e| ApiError::unavailable(format!("Durable Object binding `{SESSIONS}`: {e}")))?;
     let method = if increment { Method::Post } else { Method::Get };
-    let mut init = worker::RequestInit::new();
-    init.with_method(method);
-    let req = Request::new_with_init("https://session-coordinator/ping", &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    if resp.status_code() != 200 {
-        return Err(ApiError::internal(format!(
-            "SessionCoordinator ping answered {}",
-            resp.status_code()
-        )));
-    }
-    Ok(resp.json::<Pong>().await?)
+    call::<(), Pong>(env, name, method, "/ping", None).await
 }

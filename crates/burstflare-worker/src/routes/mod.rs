@@ -6,7 +6,9 @@ mod table;
 
 use burstflare_api::ErrorCode;
 use burstflare_api::ops::CreateProbeRequest;
+use burstflare_api::sessions::{AddSshKeyRequest, CreateSessionRequest};
 use burstflare_api::{CreateTokenRequest, MAX_JSON_BODY_BYTES, RegisterRequest};
+use burstflare_domain::SessionCommand;
 use serde_json::json;
 use table::{Route, RouteMatch, match_route};
 use worker::{Env, Request, Response};
@@ -16,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{
     error_response, json_response, new_request_id, query_param, read_json, with_request_id,
 };
-use crate::services::{accounts, diagnostics, health, tokens};
+use crate::services::{accounts, diagnostics, health, sessions, ssh_keys, tokens};
 
 /// Per-request context handed to services.
 pub struct Ctx {
@@ -99,6 +101,75 @@ async fn dispatch(mut req: Request, ctx: &Ctx, method: &str, path: &str) -> ApiR
         Route::GetProbe { probe_id } => {
             let caller = authenticate(ctx, &req).await?;
             json_response(200, &diagnostics::get(ctx, &caller, &probe_id).await?)
+        }
+        Route::ListSessions => {
+            let caller = authenticate(ctx, &req).await?;
+            let q = sessions::ListQuery {
+                limit: query_param(&req, "limit")?,
+                cursor: query_param(&req, "cursor")?,
+                name: query_param(&req, "name")?,
+                workspace_id: query_param(&req, "workspace_id")?,
+            };
+            json_response(200, &sessions::list(ctx, &caller, q).await?)
+        }
+        Route::CreateSession => {
+            let caller = authenticate(ctx, &req).await?;
+            let body: CreateSessionRequest = read_json(&mut req, MAX_JSON_BODY_BYTES).await?;
+            json_response(201, &sessions::create(ctx, &caller, body).await?)
+        }
+        Route::GetSession { session_id } => {
+            let caller = authenticate(ctx, &req).await?;
+            json_response(200, &sessions::get(ctx, &caller, &session_id).await?)
+        }
+        Route::DeleteSession { session_id } => {
+            let caller = authenticate(ctx, &req).await?;
+            let result =
+                sessions::command(ctx, &caller, &session_id, SessionCommand::Delete).await?;
+            json_response(200, &result)
+        }
+        Route::SessionCommand {
+            session_id,
+            command,
+        } => {
+            let caller = authenticate(ctx, &req).await?;
+            json_response(
+                200,
+                &sessions::command(ctx, &caller, &session_id, command).await?,
+            )
+        }
+        Route::SessionEvents { session_id } => {
+            let caller = authenticate(ctx, &req).await?;
+            let after = query_param(&req, "after")?;
+            let limit = query_param(&req, "limit")?;
+            json_response(
+                200,
+                &sessions::events(
+                    ctx,
+                    &caller,
+                    &session_id,
+                    after.as_deref(),
+                    limit.as_deref(),
+                )
+                .await?,
+            )
+        }
+        Route::SessionSsh { session_id } => {
+            let caller = authenticate(ctx, &req).await?;
+            sessions::ssh(ctx, &caller, &session_id, &req).await
+        }
+        Route::ListSshKeys => {
+            let caller = authenticate(ctx, &req).await?;
+            json_response(200, &ssh_keys::list(ctx, &caller).await?)
+        }
+        Route::AddSshKey => {
+            let caller = authenticate(ctx, &req).await?;
+            let body: AddSshKeyRequest = read_json(&mut req, MAX_JSON_BODY_BYTES).await?;
+            json_response(201, &ssh_keys::add(ctx, &caller, body).await?)
+        }
+        Route::RemoveSshKey { key_id } => {
+            let caller = authenticate(ctx, &req).await?;
+            ssh_keys::remove(ctx, &caller, &key_id).await?;
+            Ok(Response::empty()?.with_status(204))
         }
     }
 }

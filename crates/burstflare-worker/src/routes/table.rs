@@ -12,9 +12,36 @@ pub enum Route {
     Me,
     ListTokens,
     CreateToken,
-    RevokeToken { token_id: String },
+    RevokeToken {
+        token_id: String,
+    },
     CreateProbe,
-    GetProbe { probe_id: String },
+    GetProbe {
+        probe_id: String,
+    },
+    ListSessions,
+    CreateSession,
+    GetSession {
+        session_id: String,
+    },
+    DeleteSession {
+        session_id: String,
+    },
+    SessionCommand {
+        session_id: String,
+        command: burstflare_domain::SessionCommand,
+    },
+    SessionEvents {
+        session_id: String,
+    },
+    SessionSsh {
+        session_id: String,
+    },
+    ListSshKeys,
+    AddSshKey,
+    RemoveSshKey {
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +84,57 @@ pub fn match_route(method: &str, path: &str) -> RouteMatch {
                 },
             )]
         }
+        ["sessions"] => vec![("GET", Route::ListSessions), ("POST", Route::CreateSession)],
+        ["sessions", id] => {
+            let session_id = (*id).to_owned();
+            vec![
+                (
+                    "GET",
+                    Route::GetSession {
+                        session_id: session_id.clone(),
+                    },
+                ),
+                ("DELETE", Route::DeleteSession { session_id }),
+            ]
+        }
+        ["sessions", id, verb @ ("start" | "stop" | "restart")] => {
+            use burstflare_domain::SessionCommand as C;
+            let command = match *verb {
+                "start" => C::Start,
+                "stop" => C::Stop,
+                _ => C::Restart,
+            };
+            vec![(
+                "POST",
+                Route::SessionCommand {
+                    session_id: (*id).to_owned(),
+                    command,
+                },
+            )]
+        }
+        ["sessions", id, "events"] => {
+            vec![(
+                "GET",
+                Route::SessionEvents {
+                    session_id: (*id).to_owned(),
+                },
+            )]
+        }
+        ["sessions", id, "ssh"] => {
+            vec![(
+                "GET",
+                Route::SessionSsh {
+                    session_id: (*id).to_owned(),
+                },
+            )]
+        }
+        ["ssh-keys"] => vec![("GET", Route::ListSshKeys), ("POST", Route::AddSshKey)],
+        ["ssh-keys", id] => vec![(
+            "DELETE",
+            Route::RemoveSshKey {
+                key_id: (*id).to_owned(),
+            },
+        )],
         _ => return RouteMatch::NotFound,
     };
     let method = if method == "HEAD" { "GET" } else { method };
@@ -90,6 +168,36 @@ mod tests {
             RouteMatch::Found(Route::RevokeToken {
                 token_id: "tok_1".into()
             })
+        );
+    }
+
+    #[test]
+    fn session_routes() {
+        use burstflare_domain::SessionCommand as C;
+        assert_eq!(
+            match_route("POST", "/api/v1/sessions/ses_1/restart"),
+            RouteMatch::Found(Route::SessionCommand {
+                session_id: "ses_1".into(),
+                command: C::Restart
+            })
+        );
+        assert_eq!(
+            match_route("DELETE", "/api/v1/sessions/ses_1"),
+            RouteMatch::Found(Route::DeleteSession {
+                session_id: "ses_1".into()
+            })
+        );
+        assert_eq!(
+            match_route("GET", "/api/v1/sessions/ses_1/start"),
+            RouteMatch::MethodNotAllowed(vec!["POST"])
+        );
+        assert_eq!(
+            match_route("POST", "/api/v1/sessions/ses_1/pause"),
+            RouteMatch::NotFound
+        );
+        assert_eq!(
+            match_route("PUT", "/api/v1/ssh-keys"),
+            RouteMatch::MethodNotAllowed(vec!["GET", "POST"])
         );
     }
 

@@ -5,6 +5,8 @@ pub mod accounts;
 pub mod diagnostics;
 pub mod health;
 pub mod reconcile;
+pub mod sessions;
+pub mod ssh_keys;
 pub mod tokens;
 
 use burstflare_api::ErrorCode;

@@ -4,5 +4,7 @@
 pub mod d1;
 pub mod probes;
 pub mod reconcile;
+pub mod sessions;
+pub mod ssh_keys;
 pub mod tokens;
 pub mod users;

@@ -1,0 +1,154 @@
+//! The runtime port: how a `SessionCoordinator` runs a session's container.
+//!
+//! Two adapters implement the same operations (DESIGN §4):
+//! * [`runner::RunnerRuntime`] — `burstflare-runner` on a Docker host, over HTTP
+//!   with a shared secret (local development, tests, self-hosted hosts);
+//! * [`cloudflare::CloudflareRuntime`] — Cloudflare Containers through the Durable
+//!   Object's `ctx.container` (staging and production).
+//!
+//! The deployment chooses with the `SESSION_RUNTIME` variable (`runner` or
+//! `cloudflare`). Both return the same [`RuntimeError`] shape so the coordinator's
+//! behaviour (failed with a reason, 503 to the caller) does not depend on the adapter.
+
+pub mod cloudflare;
+pub mod runner;
+
+use std::collections::BTreeMap;
+
+use burstflare_api::runtime::ResourceLimits;
+use worker::{Env, Headers, Request, RequestInit, Response, State};
+
+use crate::platform::var;
+
+/// Everything needed to start one generation of a session.
+pub struct StartSpec {
+    pub session_id: String,
+    pub generation: u64,
+    pub image: String,
+    pub limits: ResourceLimits,
+    pub env: BTreeMap<String, String>,
+}
+
+/// What the runtime reports about a session's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    Running,
+    /// The container is gone or exited; the text says why.
+    Exited(String),
+}
+
+/// A runtime failure: `message` is safe to show to the session's owner.
+#[derive(Debug, Clone)]
+pub struct RuntimeError {
+    pub message: String,
+}
+
+impl RuntimeError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<worker::Error> for RuntimeError {
+    fn from(e: worker::Error) -> Self {
+        Self::new(format!("runtime call failed: {e}"))
+    }
+}
+
+pub type RuntimeResult<T> = Result<T, RuntimeError>;
+
+/// The adapter selected by `SESSION_RUNTIME`.
+pub enum Runtime {
+    Runner(runner::RunnerRuntime),
+    Cloudflare(cloudflare::CloudflareRuntime),
+}
+
+impl Runtime {
+    pub fn from_env(env: &Env, state: &State) -> RuntimeResult<Self> {
+        match var(env, "SESSION_RUNTIME", "runner").as_str() {
+            "runner" => Ok(Self::Runner(runner::RunnerRuntime::from_env(env)?)),
+            "cloudflare" => Ok(Self::Cloudflare(cloudflare::CloudflareRuntime::new(state)?)),
+            other => Err(RuntimeError::new(format!(
+                "SESSION_RUNTIME {other:?} is not `runner` or `cloudflare`"
+            ))),
+        }
+    }
+
+    /// Starts a container for `spec` (idempotent per session generation) and
+    /// returns the handle later calls use.
+    pub async fn start(&self, spec: &StartSpec) -> RuntimeResult<String> {
+        match self {
+            Self::Runner(r) => r.start(spec).await,
+            Self::Cloudflare(c) => c.start(spec),
+        }
+    }
+
+    pub async fn status(&self, handle: &str) -> RuntimeResult<Observed> {
+        match self {
+            Self::Runner(r) => r.status(handle).await,
+            Self::Cloudflare(c) => Ok(c.status()),
+        }
+    }
+
+    /// Stops (SIGTERM, then kill after a grace period) and removes the container.
+    /// Removing a container that is already gone succeeds.
+    pub async fn destroy(&self, handle: &str) -> RuntimeResult<()> {
+        match self {
+            Self::Runner(r) => r.destroy(handle).await,
+            Self::Cloudflare(c) => c.destroy().await,
+        }
+    }
+
+    /// Sends `req` (HTTP or a WebSocket upgrade) to `port` of the container,
+    /// at `path_and_query`. WebSocket responses pass through untouched.
+    pub async fn fetch(
+        &self,
+        handle: &str,
+        port: u16,
+        path_and_query: &str,
+        req: &Request,
+        extra: &[(&str, &str)],
+    ) -> RuntimeResult<Response> {
+        match self {
+            Self::Runner(r) => r.fetch(handle, port, path_and_query, req, extra).await,
+            Self::Cloudflare(c) => c.fetch(port, path_and_query, req, extra).await,
+        }
+    }
+}
+
+/// Headers that describe one hop and are not forwarded.
+const HOP_HEADERS: [&str; 7] = [
+    "host",
+    "authorization",
+    "cookie",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+];
+
+/// Builds the upstream request for a proxied call: same method, end-to-end
+/// headers, body, plus `extra` headers.
+pub fn upstream_request(
+    url: &str,
+    req: &Request,
+    extra: &[(&str, &str)],
+) -> RuntimeResult<Request> {
+    let headers = Headers::new();
+    for (name, value) in req.headers().entries() {
+        if !HOP_HEADERS.contains(&name.as_str()) && !name.starts_with("cf-") {
+            headers.set(&name, &value)?;
+        }
+    }
+    for (name, value) in extra {
+        headers.set(name, value)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(req.method()).with_headers(headers);
+    if !matches!(req.method(), worker::Method::Get | worker::Method::Head) {
+        init.with_body(req.inner().body().map(Into::into));
+    }
+    Ok(Request::new_with_init(url, &init)?)
+}

@@ -1,0 +1,278 @@
+//! Sessions: create, list, get, lifecycle commands, events and the SSH bridge.
+//!
+//! Visibility: a session is its owner's. Anyone else — including members of
+//! the same workspace until sharing exists — gets the same 404 as for a
+//! session that does not exist. Lifecycle state is only ever written by the
+//! session's `SessionCoordinator`; this module reads the D1 projection and
+//! forwards commands.
+//!
+//! Until templates exist, sessions boot the built-in default template: the
+//! platform's runtime image (`RUNTIME_IMAGE`), `small`, persisted `/home/dev`.
+
+use burstflare_api::sessions::{
+    CommandResult, CreateSessionRequest, RuntimeSpec, Session, SessionEvent,
+};
+use burstflare_api::{ErrorCode, Page, WorkspaceKind};
+use burstflare_domain::session::{validate_env_name, validate_persisted_paths};
+use burstflare_domain::{
+    DesiredState, InstanceType, Role, SessionCommand, SessionId, SessionName, SessionState,
+    account::FieldError,
+};
+use serde_json::json;
+use worker::{Method, Request, Response};
+
+use super::tokens::parse_limit;
+use super::{new_id, parse_id};
+use crate::auth::Caller;
+use crate::durable::session_coordinator::{self as coordinator, CommandRequest};
+use crate::error::{ApiError, ApiResult};
+use crate::platform::var;
+use crate::routes::Ctx;
+use crate::store::sessions::{self as store, After, ListFilter, SessionRecord};
+use crate::store::users;
+
+/// The image sessions boot until templates supply one.
+pub const DEFAULT_IMAGE: &str = "burstflare/runtime:latest";
+const MAX_ENV_VARS: usize = 64;
+const MAX_ENV_VALUE: usize = 4096;
+
+pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> ApiResult<Session> {
+    let name = SessionName::parse(&req.name)?;
+    let workspace_id = writable_workspace(ctx, caller, req.workspace_id.as_ref()).await?;
+    if req.env.len() > MAX_ENV_VARS {
+        return Err(FieldError::new("env", format!("at most {MAX_ENV_VARS} variables")).into());
+    }
+    for (k, v) in &req.env {
+        if !validate_env_name(k) {
+            return Err(FieldError::new(
+                "env",
+                format!(
+                    "{k:?} is not a valid variable name (letters, digits, `_`; not BURSTFLARE_*)"
+                ),
+            )
+            .into());
+        }
+        if v.len() > MAX_ENV_VALUE || v.contains('\0') {
+            return Err(FieldError::new(
+                "env",
+                format!("the value of {k} must be at most 4 KiB without NUL bytes"),
+            )
+            .into());
+        }
+    }
+    let persisted = validate_persisted_paths(
+        &req.persisted_paths
+            .unwrap_or_else(|| vec!["/home/dev".into()]),
+    )?;
+    let id = new_id(SessionId::from_random)?;
+    let rec = SessionRecord {
+        id: id.to_string(),
+        workspace_id,
+        owner_id: caller.user.id.clone(),
+        name: name.to_string(),
+        state: SessionState::Created,
+        desired_state: DesiredState::Stopped,
+        runtime_status: Some("absent".into()),
+        runtime_state: None,
+        runtime_updated_at: None,
+        state_version: 1,
+        generation: 0,
+        failure_reason: None,
+        spec: RuntimeSpec {
+            image: var(&ctx.env, "RUNTIME_IMAGE", DEFAULT_IMAGE),
+            instance_type: req.instance_type.unwrap_or(InstanceType::Small),
+            env: req.env,
+            persisted_paths: persisted,
+        },
+        host_keys: Vec::new(),
+        created_at: ctx.now,
+        updated_at: ctx.now,
+        deleted_at: None,
+    };
+    let rec: SessionRecord =
+        coordinator::call(&ctx.env, id.as_str(), Method::Post, "/create", Some(&rec)).await?;
+    if req.start {
+        return Ok(command(ctx, caller, id.as_str(), SessionCommand::Start)
+            .await?
+            .session);
+    }
+    rec.to_api()
+}
+
+/// The workspace a new session goes to: the requested one if the caller may
+/// create sessions there, else the caller's personal workspace.
+async fn writable_workspace(
+    ctx: &Ctx,
+    caller: &Caller,
+    requested: Option<&burstflare_domain::WorkspaceId>,
+) -> ApiResult<String> {
+    let memberships = users::memberships(&ctx.env, &caller.user.id).await?;
+    let chosen = match requested {
+        Some(ws) => memberships
+            .iter()
+            .find(|m| m.id == ws.as_str())
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    ErrorCode::WorkspaceNotFound,
+                    format!("workspace {:?} was not found", ws.as_str()),
+                )
+                .with_details(json!({ "id": ws.as_str() }))
+            })?,
+        None => memberships
+            .iter()
+            .find(|m| m.to_api().is_ok_and(|w| w.kind == WorkspaceKind::Personal))
+            .ok_or_else(|| ApiError::internal("caller has no personal workspace"))?,
+    };
+    if chosen.role.parse::<Role>().ok() == Some(Role::Viewer) {
+        return Err(ApiError::new(
+            403,
+            ErrorCode::Forbidden,
+            "viewers cannot create sessions in this workspace",
+        ));
+    }
+    Ok(chosen.id.clone())
+}
+
+/// The caller's live session `raw_id`, or 404.
+async fn owned(ctx: &Ctx, caller: &Caller, raw_id: &str) -> ApiResult<SessionRecord> {
+    let id: SessionId = parse_id(raw_id, "session_id")?;
+    store::find_owned(&ctx.env, id.as_str(), &caller.user.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(ErrorCode::SessionNotFound, "session", id.as_str()))
+}
+
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> ApiResult<Session> {
+    owned(ctx, caller, id).await?.to_api()
+}
+
+fn encode_cursor(r: &SessionRecord) -> String {
+    hex::encode(format!("{}:{}", r.created_at, r.id))
+}
+
+fn decode_cursor(raw: &str) -> ApiResult<After> {
+    let bad = || {
+        ApiError::new(
+            400,
+            ErrorCode::InvalidQuery,
+            format!("cursor {raw:?} is not one this server issued"),
+        )
+        .with_details(json!({ "param": "cursor" }))
+    };
+    let text = hex::decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    let (at, id) = text.split_once(':').ok_or_else(bad)?;
+    id.parse::<SessionId>().map_err(|_| bad())?;
+    Ok(After {
+        created_at: at.parse().map_err(|_| bad())?,
+        id: id.to_owned(),
+    })
+}
+
+/// Query of `GET /sessions`.
+pub struct ListQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+    pub name: Option<String>,
+    pub workspace_id: Option<String>,
+}
+
+pub async fn list(ctx: &Ctx, caller: &Caller, q: ListQuery) -> ApiResult<Page<Session>> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let bad_query = |param: &str, e: String| {
+        ApiError::new(400, ErrorCode::InvalidQuery, e).with_details(json!({ "param": param }))
+    };
+    if let Some(n) = &q.name {
+        SessionName::parse(n).map_err(|e| bad_query("name", e.message))?;
+    }
+    if let Some(w) = &q.workspace_id {
+        w.parse::<burstflare_domain::WorkspaceId>()
+            .map_err(|e| bad_query("workspace_id", e.to_string()))?;
+    }
+    let mut rows = store::list(
+        &ctx.env,
+        &ListFilter {
+            owner_id: &caller.user.id,
+            workspace_id: q.workspace_id.as_deref(),
+            name: q.name.as_deref(),
+            after,
+            limit: limit + 1,
+        },
+    )
+    .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let items = rows
+        .iter()
+        .map(SessionRecord::to_api)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Page { items, next_cursor })
+}
+
+pub async fn command(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+    command: SessionCommand,
+) -> ApiResult<CommandResult> {
+    let rec = owned(ctx, caller, id).await?;
+    let req = CommandRequest {
+        command,
+        actor: caller.user.id.clone(),
+    };
+    coordinator::call(&ctx.env, &rec.id, Method::Post, "/command", Some(&req)).await
+}
+
+pub async fn events(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+    after: Option<&str>,
+    limit: Option<&str>,
+) -> ApiResult<Page<SessionEvent>> {
+    let rec = owned(ctx, caller, id).await?;
+    let limit = parse_limit(limit)?;
+    let after_seq = match after {
+        None => 0,
+        Some(raw) => raw.parse::<i64>().map_err(|_| {
+            ApiError::new(
+                400,
+                ErrorCode::InvalidQuery,
+                format!("after {raw:?} must be an event seq (integer)"),
+            )
+            .with_details(json!({ "param": "after" }))
+        })?,
+    };
+    let mut rows = store::events(&ctx.env, &rec.id, after_seq, limit + 1).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page {
+        items: rows.iter().map(|e| e.to_api()).collect(),
+        next_cursor,
+    })
+}
+
+/// `GET /sessions/{id}/ssh`: a WebSocket carrying the SSH byte stream.
+pub async fn ssh(ctx: &Ctx, caller: &Caller, id: &str, req: &Request) -> ApiResult<Response> {
+    let rec = owned(ctx, caller, id).await?;
+    let upgrade = req.headers().get("upgrade").ok().flatten();
+    if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Err(ApiError::new(
+            426,
+            ErrorCode::UpgradeRequired,
+            "this endpoint speaks WebSocket only; send `Upgrade: websocket` (use `burstflare ssh`)",
+        ));
+    }
+    coordinator::ssh(&ctx.env, &rec.id, req).await
+}
