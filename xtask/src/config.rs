@@ -2,7 +2,8 @@
 //!
 //! Placeholders are `${name}`. Every placeholder needs a value and every
 //! value must be used, so a typo fails loudly instead of deploying a config
-//! with a hole in it. `root` (the repository root) is supplied here.
+//! with a hole in it. `root` (the repository root) is supplied here, and
+//! values may use `${root}` themselves.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -67,7 +68,12 @@ pub fn render(env: &str) -> Result<PathBuf> {
         };
         values.insert(k, s.to_owned());
     }
-    values.insert("root".into(), root.to_string_lossy().into_owned());
+    let root_text = root.to_string_lossy().into_owned();
+    // Values may name paths under the repository (`${root}/images/…`).
+    for v in values.values_mut() {
+        *v = v.replace("${root}", &root_text);
+    }
+    values.insert("root".into(), root_text);
     let rendered = substitute(&template, &values).with_context(|| {
         format!(
             "rendering {} with {}",

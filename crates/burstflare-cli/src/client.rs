@@ -4,6 +4,10 @@
 use std::time::Duration;
 
 use burstflare_api::ops::{CreateProbeRequest, Health, Probe};
+use burstflare_api::sessions::{
+    AddSshKeyRequest, CommandResult, CreateSessionRequest, Session, SessionEvent, SshKey,
+};
+use burstflare_domain::SessionCommand;
 use burstflare_api::{
     CreateTokenRequest, ErrorBody, ErrorEnvelope, IssuedToken, Me, Page, RegisterRequest,
     RegisterResponse, TokenInfo,
@@ -86,7 +90,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("burstflare-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
+            // Lifecycle commands wait for containers (and for commands queued
+            // before them on the same session).
+            .timeout(Duration::from_secs(300))
             .build()
             .map_err(|e| bad(&e.to_string()))?;
         Ok(Self { http, base, token })
@@ -243,6 +249,106 @@ impl Client {
             None,
         )
         .await
+    }
+}
+
+impl Client {
+    pub async fn create_session(&self, req: &CreateSessionRequest) -> Result<Session, ClientError> {
+        self.call(Method::POST, "/sessions", Some(req)).await
+    }
+
+    pub async fn list_sessions(
+        &self,
+        name: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Session>, ClientError> {
+        let mut path = list_path("/sessions", Some(burstflare_api::MAX_PAGE_SIZE), cursor);
+        if let Some(name) = name {
+            path.push_str(&format!("&name={}", encode_segment(name)));
+        }
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Every session of the caller, following cursors.
+    pub async fn all_sessions(&self) -> Result<Vec<Session>, ClientError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list_sessions(None, cursor.as_deref()).await?;
+            items.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    pub async fn get_session(&self, id: &str) -> Result<Session, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/sessions/{}", encode_segment(id)), None)
+            .await
+    }
+
+    /// `start`, `stop` or `restart`.
+    pub async fn session_command(
+        &self,
+        id: &str,
+        command: SessionCommand,
+    ) -> Result<CommandResult, ClientError> {
+        let path = format!("/sessions/{}/{}", encode_segment(id), command.as_str());
+        match command {
+            SessionCommand::Delete => {
+                self.call::<(), _>(Method::DELETE, &format!("/sessions/{}", encode_segment(id)), None)
+                    .await
+            }
+            _ => self.call::<(), _>(Method::POST, &path, None).await,
+        }
+    }
+
+    pub async fn session_events(
+        &self,
+        id: &str,
+        after: Option<i64>,
+    ) -> Result<Page<SessionEvent>, ClientError> {
+        let mut path = format!("/sessions/{}/events?limit={}", encode_segment(id), burstflare_api::MAX_PAGE_SIZE);
+        if let Some(after) = after {
+            path.push_str(&format!("&after={after}"));
+        }
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn add_ssh_key(&self, req: &AddSshKeyRequest) -> Result<SshKey, ClientError> {
+        self.call(Method::POST, "/ssh-keys", Some(req)).await
+    }
+
+    pub async fn list_ssh_keys(&self) -> Result<Vec<SshKey>, ClientError> {
+        self.call::<(), _>(Method::GET, "/ssh-keys", None).await
+    }
+
+    pub async fn remove_ssh_key(&self, id: &str) -> Result<(), ClientError> {
+        let (status, url, bytes) = self
+            .send::<()>(Method::DELETE, &format!("/ssh-keys/{}", encode_segment(id)), None)
+            .await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(api_error(status, url, &bytes))
+        }
+    }
+
+    /// The `ws(s)://` URL of a session's SSH bridge.
+    pub fn ssh_ws_url(&self, session_id: &str) -> String {
+        let http = self.url(&format!("/sessions/{}/ssh", encode_segment(session_id)));
+        if let Some(rest) = http.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = http.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            http
+        }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 }
 

@@ -76,6 +76,11 @@ impl ConfigDir {
         Self { dir: dir.into() }
     }
 
+    /// The directory itself (also home of the managed `known_hosts`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.toml")
     }

@@ -73,7 +73,12 @@ impl CliError {
     /// Wraps a failed API call under `context` ("could not create the token").
     pub fn from_client(context: impl Into<String>, err: ClientError) -> Self {
         let mut out = match &err {
-            ClientError::Api { status, body } if *status >= 500 => Self::unexpected(context),
+            ClientError::Api { body, .. } if body.code == ErrorCode::RuntimeUnavailable => {
+                Self::user(context).hint(
+                    "the session runtime is unavailable; locally, check that Docker and burstflare-runner are running (`cargo xtask dev` starts both)",
+                )
+            }
+            ClientError::Api { status, .. } if *status >= 500 => Self::unexpected(context),
             ClientError::Api { body, .. } => {
                 let base = Self::user(context);
                 match body.code {
@@ -81,6 +86,12 @@ impl CliError {
                         "sign in again: `burstflare auth register` (or set BURSTFLARE_TOKEN to a valid token)",
                     ),
                     ErrorCode::EmailTaken => base.hint("that email is registered already; use its token"),
+                    ErrorCode::SessionNameTaken => {
+                        base.hint("pick another name, or delete the other session first")
+                    }
+                    ErrorCode::InvalidSessionState => {
+                        base.hint("see the session's state with `burstflare session get <name>`")
+                    }
                     _ => base,
                 }
             }

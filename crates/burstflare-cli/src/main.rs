@@ -3,6 +3,8 @@
 //! Data goes to stdout (tables, or JSON with `--json`); progress, notes and
 //! errors go to stderr. See `burstflare_cli::error` for exit codes.
 
+mod commands;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -40,6 +42,16 @@ enum Command {
     /// Show or change the CLI's settings (`config.toml`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Development sessions: create, start, stop, restart, delete, events.
+    #[command(subcommand)]
+    Session(commands::sessions::SessionCmd),
+    /// Your SSH public keys, installed in every session you start.
+    #[command(subcommand)]
+    SshKey(commands::sessions::SshKeyCmd),
+    /// Open an SSH connection to a session (runs the system `ssh`).
+    Ssh(commands::sessions::SshArgs),
+    /// Write `Host bf-<session>` entries into ~/.ssh/config (a managed block).
+    ConfigSsh(commands::sessions::ConfigSshArgs),
     /// Run a diagnostics probe through every platform binding and wait for it.
     Diagnose {
         /// Also route a queue message to the dead-letter queue.
@@ -107,15 +119,15 @@ enum TokenCommand {
 }
 
 #[derive(Args, Clone, Copy)]
-struct JsonFlag {
+pub struct JsonFlag {
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
-struct App {
-    dir: ConfigDir,
-    api_url: String,
+pub struct App {
+    pub dir: ConfigDir,
+    pub api_url: String,
 }
 
 impl App {
@@ -140,7 +152,7 @@ impl App {
     }
 
     /// A client with the token from `BURSTFLARE_TOKEN` or the credentials file.
-    fn signed_in(&self) -> Result<Client, CliError> {
+    pub fn signed_in(&self) -> Result<Client, CliError> {
         let token = match std::env::var("BURSTFLARE_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
@@ -157,20 +169,20 @@ impl App {
     }
 }
 
-fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::unexpected("cannot encode JSON output").cause(e.to_string()))?;
     println!("{text}");
     Ok(())
 }
 
-fn fmt_time(t: Option<OffsetDateTime>) -> String {
+pub fn fmt_time(t: Option<OffsetDateTime>) -> String {
     t.and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| "-".to_owned())
 }
 
 /// Prints rows as left-aligned columns.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -305,6 +317,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             timeout,
             json,
         } => diagnose(&app, dead_letter, timeout, json.json).await,
+        Command::Session(cmd) => commands::sessions::session(&app, cmd).await,
+        Command::SshKey(cmd) => commands::sessions::ssh_key(&app, cmd).await,
+        Command::Ssh(args) => commands::sessions::ssh_command(&app, args).await,
+        Command::ConfigSsh(args) => commands::sessions::config_ssh(&app, args).await,
     }
 }
 
