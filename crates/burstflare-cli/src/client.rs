@@ -7,11 +7,11 @@ use burstflare_api::ops::{CreateProbeRequest, Health, Probe};
 use burstflare_api::sessions::{
     AddSshKeyRequest, CommandResult, CreateSessionRequest, Session, SessionEvent, SshKey,
 };
-use burstflare_domain::SessionCommand;
 use burstflare_api::{
     CreateTokenRequest, ErrorBody, ErrorEnvelope, IssuedToken, Me, Page, RegisterRequest,
     RegisterResponse, TokenInfo,
 };
+use burstflare_domain::SessionCommand;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -284,8 +284,12 @@ impl Client {
     }
 
     pub async fn get_session(&self, id: &str) -> Result<Session, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/sessions/{}", encode_segment(id)), None)
-            .await
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/sessions/{}", encode_segment(id)),
+            None,
+        )
+        .await
     }
 
     /// `start`, `stop` or `restart`.
@@ -297,8 +301,12 @@ impl Client {
         let path = format!("/sessions/{}/{}", encode_segment(id), command.as_str());
         match command {
             SessionCommand::Delete => {
-                self.call::<(), _>(Method::DELETE, &format!("/sessions/{}", encode_segment(id)), None)
-                    .await
+                self.call::<(), _>(
+                    Method::DELETE,
+                    &format!("/sessions/{}", encode_segment(id)),
+                    None,
+                )
+                .await
             }
             _ => self.call::<(), _>(Method::POST, &path, None).await,
         }
@@ -309,7 +317,11 @@ impl Client {
         id: &str,
         after: Option<i64>,
     ) -> Result<Page<SessionEvent>, ClientError> {
-        let mut path = format!("/sessions/{}/events?limit={}", encode_segment(id), burstflare_api::MAX_PAGE_SIZE);
+        let mut path = format!(
+            "/sessions/{}/events?limit={}",
+            encode_segment(id),
+            burstflare_api::MAX_PAGE_SIZE
+        );
         if let Some(after) = after {
             path.push_str(&format!("&after={after}"));
         }
@@ -326,7 +338,11 @@ impl Client {
 
     pub async fn remove_ssh_key(&self, id: &str) -> Result<(), ClientError> {
         let (status, url, bytes) = self
-            .send::<()>(Method::DELETE, &format!("/ssh-keys/{}", encode_segment(id)), None)
+            .send::<()>(
+                Method::DELETE,
+                &format!("/ssh-keys/{}", encode_segment(id)),
+                None,
+            )
             .await?;
         if status.is_success() {
             Ok(())

@@ -27,7 +27,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::error::CliError;
 
-pub const BLOCK_START: &str = "# ------------ START BURSTFLARE (managed by `burstflare config-ssh`) ------------";
+pub const BLOCK_START: &str =
+    "# ------------ START BURSTFLARE (managed by `burstflare config-ssh`) ------------";
 pub const BLOCK_END: &str = "# ------------ END BURSTFLARE ------------";
 
 /// The `Host` name of a session in `~/.ssh/config`.
@@ -66,8 +67,10 @@ pub fn pin_host_keys(known_hosts: &Path, session: &Session) -> Result<(), CliErr
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
-            return Err(CliError::user(format!("cannot read {}", known_hosts.display()))
-                .cause(e.to_string()));
+            return Err(
+                CliError::user(format!("cannot read {}", known_hosts.display()))
+                    .cause(e.to_string()),
+            );
         }
     };
     let new = update_known_hosts(&old, &key_alias(session), &session.ssh_host_keys);
@@ -86,7 +89,9 @@ pub struct HostEntry {
 
 /// The managed block for `entries`.
 pub fn render_block(api_url: &str, known_hosts: &Path, entries: &[HostEntry]) -> String {
-    let mut out = format!("{BLOCK_START}\n# Sessions of {api_url}. Edits inside this block are overwritten.\n");
+    let mut out = format!(
+        "{BLOCK_START}\n# Sessions of {api_url}. Edits inside this block are overwritten.\n"
+    );
     for e in entries {
         out.push_str(&format!(
             "Host {alias}\n  HostName {alias}\n  User {user}\n  ProxyCommand {proxy}\n  HostKeyAlias {key}\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  CheckHostIP no\n",
@@ -192,12 +197,14 @@ pub async fn stdio_proxy(ws_url: &str, token: &str, session_label: &str) -> Resu
         Err(tungstenite::Error::Http(resp)) => {
             let status = resp.status().as_u16();
             let body = resp.body().clone().unwrap_or_default();
-            return Err(match serde_json::from_slice::<burstflare_api::ErrorEnvelope>(&body) {
-                Ok(env) => CliError::user(format!("cannot connect to {session_label}"))
-                    .cause(format!("{} (HTTP {status})", env.error.message)),
-                Err(_) => CliError::user(format!("cannot connect to {session_label}"))
-                    .cause(format!("the SSH bridge answered HTTP {status}")),
-            });
+            return Err(
+                match serde_json::from_slice::<burstflare_api::ErrorEnvelope>(&body) {
+                    Ok(env) => CliError::user(format!("cannot connect to {session_label}"))
+                        .cause(format!("{} (HTTP {status})", env.error.message)),
+                    Err(_) => CliError::user(format!("cannot connect to {session_label}"))
+                        .cause(format!("the SSH bridge answered HTTP {status}")),
+                },
+            );
         }
         Err(e) => {
             return Err(
@@ -257,8 +264,14 @@ mod tests {
     fn known_hosts_replace_only_the_alias() {
         let old = "other ssh-ed25519 AAAAother\nbf-ses_1 ssh-ed25519 AAAAold\n";
         let new = update_known_hosts(old, "bf-ses_1", &["ssh-ed25519 AAAAnew root@c".into()]);
-        assert_eq!(new, "other ssh-ed25519 AAAAother\nbf-ses_1 ssh-ed25519 AAAAnew\n");
-        assert_eq!(update_known_hosts(&new, "bf-ses_1", &[]), "other ssh-ed25519 AAAAother\n");
+        assert_eq!(
+            new,
+            "other ssh-ed25519 AAAAother\nbf-ses_1 ssh-ed25519 AAAAnew\n"
+        );
+        assert_eq!(
+            update_known_hosts(&new, "bf-ses_1", &[]),
+            "other ssh-ed25519 AAAAother\n"
+        );
     }
 
     #[test]

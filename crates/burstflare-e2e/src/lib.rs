@@ -7,10 +7,17 @@
 //! failed test or a panic. Tests isolate themselves by registering their own
 //! users ([`Stack::register`]).
 //!
+//! Each stack runs its own [`Runner`] (burstflare-runner on the local Docker
+//! Engine) and passes its URL, secret and the runtime image tag to
+//! `wrangler dev` with `--var`.
+//!
 //! Tool paths come from the environment `cargo xtask test` sets
-//! (`BURSTFLARE_WRANGLER`, `BURSTFLARE_NODE_BIN_DIR`, `BURSTFLARE_CLI_BIN`);
+//! (`BURSTFLARE_WRANGLER`, `BURSTFLARE_NODE_BIN_DIR`, `BURSTFLARE_CLI_BIN`,
+//! `BURSTFLARE_RUNNER_BIN`, `BURSTFLARE_RUNTIME_IMAGE`);
 //! run standalone, the harness asks xtask to bootstrap and build first.
 
+pub mod runner;
 pub mod stack;
 
+pub use runner::Runner;
 pub use stack::{Stack, Tools};

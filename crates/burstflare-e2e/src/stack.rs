@@ -16,6 +16,8 @@ use burstflare_cli::client::Client;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use crate::runner::Runner;
+
 /// Paths to the tools the harness runs.
 #[derive(Debug, Clone)]
 pub struct Tools {
@@ -23,6 +25,9 @@ pub struct Tools {
     pub node_bin_dir: PathBuf,
     pub wrangler: PathBuf,
     pub cli: PathBuf,
+    pub runner: PathBuf,
+    /// The content-addressed runtime image tag sessions boot.
+    pub runtime_image: String,
 }
 
 fn repo_root() -> PathBuf {
@@ -59,29 +64,43 @@ impl Tools {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        if let (Some(node_bin_dir), Some(wrangler), Some(cli)) = (
+        if let (Some(node_bin_dir), Some(wrangler), Some(cli), Some(runner), Ok(runtime_image)) = (
             var("BURSTFLARE_NODE_BIN_DIR"),
             var("BURSTFLARE_WRANGLER"),
             var("BURSTFLARE_CLI_BIN"),
+            var("BURSTFLARE_RUNNER_BIN"),
+            std::env::var("BURSTFLARE_RUNTIME_IMAGE"),
         ) {
             return Ok(Self {
                 repo,
                 node_bin_dir,
                 wrangler,
                 cli,
+                runner,
+                runtime_image,
             });
         }
         eprintln!(
             "e2e: bootstrapping and building through xtask (run `cargo xtask test` to reuse its build)"
         );
         let env_lines = run_checked(cargo().args(["run", "-q", "-p", "xtask", "--", "env"]))?;
-        run_checked(cargo().args(["build", "-q", "-p", "burstflare-cli", "--bins"]))?;
+        run_checked(cargo().args([
+            "build",
+            "-q",
+            "-p",
+            "burstflare-cli",
+            "-p",
+            "burstflare-runner",
+            "--bins",
+        ]))?;
         let mut node_bin_dir = None;
         let mut wrangler = None;
+        let mut runtime_image = None;
         for line in env_lines.lines() {
             match line.split_once('=') {
                 Some(("BURSTFLARE_NODE_BIN_DIR", v)) => node_bin_dir = Some(PathBuf::from(v)),
                 Some(("BURSTFLARE_WRANGLER", v)) => wrangler = Some(PathBuf::from(v)),
+                Some(("BURSTFLARE_RUNTIME_IMAGE", v)) => runtime_image = Some(v.to_owned()),
                 _ => {}
             }
         }
@@ -91,6 +110,9 @@ impl Tools {
                 .context("xtask env did not print BURSTFLARE_NODE_BIN_DIR")?,
             wrangler: wrangler.context("xtask env did not print BURSTFLARE_WRANGLER")?,
             cli: target.join("debug/burstflare"),
+            runner: target.join("debug/burstflare-runner"),
+            runtime_image: runtime_image
+                .context("xtask env did not print BURSTFLARE_RUNTIME_IMAGE")?,
             repo,
         })
     }
@@ -160,9 +182,12 @@ pub struct Stack {
     pub port: u16,
     pub url: String,
     pub config: PathBuf,
-    state: tempfile::TempDir,
+    /// The stack's session runner (behind a lock: tests restart it).
+    pub runner: std::sync::Mutex<Runner>,
     child: Child,
     log: PathBuf,
+    // Declared last: dropped after the runner, whose log lives in it.
+    state: tempfile::TempDir,
 }
 
 impl Stack {
@@ -175,6 +200,7 @@ impl Stack {
         let port = free_port()?;
         let log = state.path().join("wrangler.log");
         let log_file = fs::File::create(&log)?;
+        let runner = Runner::start(&tools.runner, state.path())?;
         let mut cmd = tools.wrangler();
         cmd.args(["dev", "--config"])
             .arg(&config)
@@ -194,6 +220,9 @@ impl Stack {
                 "--log-level",
                 "info",
             ])
+            .args(["--var", &format!("RUNNER_URL:{}", runner.url)])
+            .args(["--var", &format!("RUNNER_SECRET:{}", runner.secret)])
+            .args(["--var", &format!("RUNTIME_IMAGE:{}", tools.runtime_image)])
             // A dev registry of its own: stacks share worker and queue names, and
             // wrangler would otherwise route queue messages between them.
             .env("WRANGLER_REGISTRY_PATH", state.path().join("registry"))
@@ -207,9 +236,10 @@ impl Stack {
             port,
             url: format!("http://127.0.0.1:{port}"),
             config,
-            state,
+            runner: std::sync::Mutex::new(runner),
             child,
             log,
+            state,
         };
         if migrate {
             stack.migrate()?;
@@ -324,10 +354,14 @@ impl Drop for Stack {
         }
         let _ = killpg(pgid, Signal::SIGKILL);
         let _ = self.child.wait();
-        // Keep wrangler's log for post-mortems (CI prints nothing else of it).
+        // Keep the logs for post-mortems (CI prints nothing else of them).
         let logs = self.tools.repo.join("target/burstflare/e2e-logs");
         if fs::create_dir_all(&logs).is_ok() {
             let _ = fs::copy(&self.log, logs.join(format!("wrangler-{}.log", self.port)));
+            let _ = fs::copy(
+                self.state.path().join("runner.log"),
+                logs.join(format!("runner-{}.log", self.port)),
+            );
         }
     }
 }

@@ -78,9 +78,7 @@ pub enum SshKeyCmd {
     /// List your SSH keys.
     List(JsonFlag),
     /// Remove a key by id (`key_…`) or fingerprint (`SHA256:…`).
-    Remove {
-        key: String,
-    },
+    Remove { key: String },
 }
 
 /// `burstflare ssh`.
@@ -150,7 +148,10 @@ pub async fn resolve(client: &Client, reference: &str) -> Result<Session, CliErr
 
 fn print_session(s: &Session) {
     println!("{} ({})", s.name, s.id);
-    println!("  state          {} (desired {:?})", s.state, s.desired_state);
+    println!(
+        "  state          {} (desired {:?})",
+        s.state, s.desired_state
+    );
     println!(
         "  runtime        {} {}",
         s.runtime_status.as_deref().unwrap_or("-"),
@@ -225,7 +226,9 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
                 return print_json(&sessions);
             }
             if sessions.is_empty() {
-                eprintln!("No sessions. Create one with `burstflare session create my-box --start`.");
+                eprintln!(
+                    "No sessions. Create one with `burstflare session create my-box --start`."
+                );
                 return Ok(());
             }
             print_table(
@@ -298,7 +301,11 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
     }
 }
 
-async fn lifecycle(client: &Client, arg: SessionArg, command: SessionCommand) -> Result<(), CliError> {
+async fn lifecycle(
+    client: &Client,
+    arg: SessionArg,
+    command: SessionCommand,
+) -> Result<(), CliError> {
     let s = resolve(client, &arg.session).await?;
     let verb = match command {
         SessionCommand::Start => "Starting",
@@ -328,16 +335,19 @@ pub async fn ssh_key(app: &App, cmd: SshKeyCmd) -> Result<(), CliError> {
     match cmd {
         SshKeyCmd::Add { file, name, json } => {
             let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-                    .map_err(|e| CliError::user("cannot read the key from stdin").cause(e.to_string()))?
+                std::io::read_to_string(std::io::stdin()).map_err(|e| {
+                    CliError::user("cannot read the key from stdin").cause(e.to_string())
+                })?
             } else {
                 std::fs::read_to_string(&file).map_err(|e| {
                     CliError::user(format!("cannot read {}", file.display())).cause(e.to_string())
                 })?
             };
             if text.contains("PRIVATE KEY") {
-                return Err(CliError::user(format!("{} is a private key", file.display()))
-                    .hint("add the public half: the `.pub` file next to it"));
+                return Err(
+                    CliError::user(format!("{} is a private key", file.display()))
+                        .hint("add the public half: the `.pub` file next to it"),
+                );
             }
             let key = client
                 .add_ssh_key(&AddSshKeyRequest {
@@ -365,7 +375,9 @@ pub async fn ssh_key(app: &App, cmd: SshKeyCmd) -> Result<(), CliError> {
                 return print_json(&keys);
             }
             if keys.is_empty() {
-                eprintln!("No SSH keys. Add one with `burstflare ssh-key add ~/.ssh/id_ed25519.pub`.");
+                eprintln!(
+                    "No SSH keys. Add one with `burstflare ssh-key add ~/.ssh/id_ed25519.pub`."
+                );
                 return Ok(());
             }
             print_table(
@@ -414,8 +426,9 @@ fn known_hosts_path(app: &App) -> PathBuf {
 
 /// The `ProxyCommand` line that reaches `session_id` through this CLI.
 fn proxy_command(app: &App, session_id: &str) -> Result<String, CliError> {
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::unexpected("cannot locate the burstflare binary").cause(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::unexpected("cannot locate the burstflare binary").cause(e.to_string())
+    })?;
     Ok(format!(
         "{} --api-url {} ssh --stdio {session_id}",
         ssh::quote(&exe.to_string_lossy()),
@@ -446,11 +459,17 @@ pub async fn ssh_command(app: &App, args: SshArgs) -> Result<(), CliError> {
     let ssh_bin = std::env::var("BURSTFLARE_SSH").unwrap_or_else(|_| "ssh".into());
     let mut cmd = Command::new(&ssh_bin);
     cmd.arg("-o")
-        .arg(format!("ProxyCommand={}", proxy_command(app, session.id.as_str())?))
+        .arg(format!(
+            "ProxyCommand={}",
+            proxy_command(app, session.id.as_str())?
+        ))
         .arg("-o")
         .arg(format!("HostKeyAlias={}", ssh::key_alias(&session)))
         .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts_path(app).display()))
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            known_hosts_path(app).display()
+        ))
         .args(["-o", "StrictHostKeyChecking=yes", "-o", "CheckHostIP=no"]);
     if let Some(identity) = &args.identity {
         cmd.arg("-i").arg(identity);
@@ -467,9 +486,11 @@ pub async fn ssh_command(app: &App, args: SshArgs) -> Result<(), CliError> {
         cmd.arg("--").args(&args.command);
     }
     let err = cmd.exec();
-    Err(CliError::user(format!("cannot run {ssh_bin}")).cause(err.to_string()).hint(
-        "install the OpenSSH client (`apt-get install openssh-client`) or set BURSTFLARE_SSH",
-    ))
+    Err(CliError::user(format!("cannot run {ssh_bin}"))
+        .cause(err.to_string())
+        .hint(
+            "install the OpenSSH client (`apt-get install openssh-client`) or set BURSTFLARE_SSH",
+        ))
 }
 
 pub async fn config_ssh(app: &App, args: ConfigSshArgs) -> Result<(), CliError> {
@@ -495,8 +516,10 @@ pub async fn config_ssh(app: &App, args: ConfigSshArgs) -> Result<(), CliError> 
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
-            return Err(CliError::user(format!("cannot read {}", args.ssh_config.display()))
-                .cause(e.to_string()));
+            return Err(
+                CliError::user(format!("cannot read {}", args.ssh_config.display()))
+                    .cause(e.to_string()),
+            );
         }
     };
     let new = ssh::splice_block(&old, &block).map_err(|e| {
@@ -510,7 +533,11 @@ pub async fn config_ssh(app: &App, args: ConfigSshArgs) -> Result<(), CliError> 
         return Ok(());
     }
     if new == old {
-        eprintln!("{} is up to date ({} sessions).", args.ssh_config.display(), entries.len());
+        eprintln!(
+            "{} is up to date ({} sessions).",
+            args.ssh_config.display(),
+            entries.len()
+        );
         return Ok(());
     }
     ssh::write_file(&args.ssh_config, &new, 0o600)?;

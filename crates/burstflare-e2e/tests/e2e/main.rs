@@ -2,6 +2,8 @@
 //! test against it (in parallel; tests isolate themselves by registering
 //! their own users) and tears the stack down, also when tests fail.
 //!
+//! Tests that restart the shared stack's runner run next, one at a time.
+//!
 //! Tests that need a stack of their own (the schema drift test) run first,
 //! alone: a second `wrangler dev` on the machine makes the first one's local
 //! queue broker lose delayed retries, so the two never overlap.
@@ -16,6 +18,7 @@ mod accounts;
 mod cli;
 mod errors;
 mod platform;
+mod sessions;
 mod support;
 
 use std::sync::Arc;
@@ -53,6 +56,18 @@ fn main() {
         cli::cli_register_whoami_tokens_and_status,
         cli::cli_errors_and_exit_codes,
         platform::wrangler_deploy_dry_run_staging_and_production,
+        sessions::ssh_exec_config_ssh_and_host_key_pinning,
+        sessions::scp_50mb_round_trip_and_port_forwarding,
+        sessions::stop_start_restart_delete,
+        sessions::concurrent_commands_converge,
+        sessions::killed_container_fails_the_session,
+        sessions::sessions_are_private_and_inputs_are_checked,
+        sessions::ssh_keys_add_list_remove_and_reject_bad_keys,
+    ];
+    // Run one at a time on the shared stack before the others: they restart its runner.
+    let serial: Vec<(&str, TestFn)> = tests![
+        sessions::runner_restart_keeps_sessions_reachable,
+        sessions::docker_down_fails_the_session_with_the_reason,
     ];
     let isolated: Vec<(&str, IsolatedFn)> = vec![("platform::schema_drift_is_reported", |t| {
         Box::pin(platform::schema_drift_is_reported(t))
@@ -71,11 +86,12 @@ fn main() {
         let names = isolated
             .iter()
             .map(|(n, _)| *n)
+            .chain(serial.iter().map(|(n, _)| *n))
             .chain(all.iter().map(|(n, _)| *n));
         libtest_mimic::run(&args, names.map(|n| Trial::test(n, || Ok(()))).collect()).exit();
     }
     let run_isolated = isolated.iter().any(|(n, _)| wanted(n));
-    let run_shared = all.iter().any(|(n, _)| wanted(n));
+    let run_shared = all.iter().chain(&serial).any(|(n, _)| wanted(n));
     if !run_isolated && !run_shared {
         libtest_mimic::run(&args, vec![]).exit();
     }
@@ -111,22 +127,32 @@ fn main() {
     eprintln!("e2e: starting wrangler dev…");
     let stack = Arc::new(Stack::start(&tools, true).expect("stack starts"));
     eprintln!("e2e: stack up at {}", stack.url);
-    let trials = all
-        .into_iter()
-        .map(|(name, f)| {
-            let stack = stack.clone();
-            let runtime = runtime.clone();
-            Trial::test(name, move || {
-                runtime.block_on(f(&stack)).map_err(|e| {
-                    Failed::from(format!(
-                        "{e:#}\n--- wrangler log tail ---\n{}",
-                        stack.log_tail(40)
-                    ))
+    let trials = |tests: Vec<(&'static str, TestFn)>| -> Vec<Trial> {
+        tests
+            .into_iter()
+            .map(|(name, f)| {
+                let stack = stack.clone();
+                let runtime = runtime.clone();
+                Trial::test(name, move || {
+                    runtime.block_on(f(&stack)).map_err(|e| {
+                        Failed::from(format!(
+                            "{e:#}\n--- wrangler log tail ---\n{}\n--- runner log tail ---\n{}",
+                            stack.log_tail(40),
+                            stack
+                                .runner
+                                .lock()
+                                .map(|r| r.log_tail(20))
+                                .unwrap_or_default()
+                        ))
+                    })
                 })
             })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
+            .collect()
+    };
+    let mut serial_args = args.clone();
+    serial_args.test_threads = Some(1);
+    failed |= libtest_mimic::run(&serial_args, trials(serial)).has_failed();
+    let conclusion = libtest_mimic::run(&args, trials(all));
     // Tear down before exiting: `exit` skips destructors.
     drop(runtime);
     match Arc::try_unwrap(stack) {
