@@ -18,6 +18,7 @@
 
 pub mod runner;
 pub mod stack;
+pub mod user;
 
 pub use runner::Runner;
 pub use stack::{Stack, Tools};

@@ -473,8 +473,9 @@ impl SessionCoordinator {
     async fn boot(&self, l: &mut Loaded) -> Result<AgentHealth, String> {
         let runtime = Runtime::from_env(&self.env, &self.state).map_err(|e| e.message)?;
         // Leftovers of an earlier generation (a failed start, a dead container) go first.
-        if let Some(old) = l.private.container.take() {
+        if let Some(old) = l.private.container.clone() {
             runtime.destroy(&old).await.map_err(|e| e.message)?;
+            l.private.container = None;
         }
         let keys = ssh_keys::list(&self.env, &l.rec.owner_id)
             .await
