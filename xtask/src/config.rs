@@ -3,7 +3,7 @@
 //! Placeholders are `${name}`. Every placeholder needs a value and every
 //! value must be used, so a typo fails loudly instead of deploying a config
 //! with a hole in it. `root` (the repository root) is supplied here, and
-//! values may use `${root}` themselves.
+//! values may use `${root}` and `${runtime_tag}` themselves.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -43,8 +43,15 @@ pub fn substitute(template: &str, values: &BTreeMap<String, String>) -> Result<S
     Ok(out)
 }
 
-/// Renders the config for `env` into `target/burstflare/wrangler.<env>.toml`.
+/// Renders the config for `env` into `target/burstflare/wrangler.<env>.toml`,
+/// naming the runtime image `latest` (what `config` and dry runs use).
 pub fn render(env: &str) -> Result<PathBuf> {
+    render_with(env, "latest")
+}
+
+/// Renders the config for `env`; values may use `${runtime_tag}` (the pushed
+/// runtime image's tag) besides `${root}`.
+pub fn render_with(env: &str, runtime_tag: &str) -> Result<PathBuf> {
     if !ENVIRONMENTS.contains(&env) {
         bail!(
             "unknown environment {env:?}; choose one of {}",
@@ -71,7 +78,9 @@ pub fn render(env: &str) -> Result<PathBuf> {
     let root_text = root.to_string_lossy().into_owned();
     // Values may name paths under the repository (`${root}/images/…`).
     for v in values.values_mut() {
-        *v = v.replace("${root}", &root_text);
+        *v = v
+            .replace("${root}", &root_text)
+            .replace("${runtime_tag}", runtime_tag);
     }
     values.insert("root".into(), root_text);
     let rendered = substitute(&template, &values).with_context(|| {

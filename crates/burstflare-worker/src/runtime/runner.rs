@@ -56,13 +56,23 @@ impl RunnerRuntime {
             init.with_body(Some(json.into()));
         }
         init.with_headers(headers);
-        let req = Request::new_with_init(&format!("{}{path}", self.base), &init)?;
-        Fetch::Request(req).send().await.map_err(|e| {
-            RuntimeError::new(format!(
-                "the session runner at {} is not reachable: {e}",
-                self.base
-            ))
-        })
+        let url = format!("{}{path}", self.base);
+        // Every runner call is idempotent, so a connection that the runner
+        // closed (a pooled connection across a runner restart) is retried once.
+        match Fetch::Request(Request::new_with_init(&url, &init)?).send().await {
+            Ok(resp) => Ok(resp),
+            Err(_) => Fetch::Request(Request::new_with_init(&url, &init)?)
+                .send()
+                .await
+                .map_err(|e| self.unreachable(e)),
+        }
+    }
+
+    fn unreachable(&self, e: worker::Error) -> RuntimeError {
+        RuntimeError::new(format!(
+            "the session runner at {} is not reachable: {e}",
+            self.base
+        ))
     }
 
     pub async fn start(&self, spec: &StartSpec) -> RuntimeResult<String> {
@@ -137,12 +147,18 @@ impl RunnerRuntime {
         let mut headers: Vec<(&str, &str)> = extra.to_vec();
         headers.push(("authorization", &auth));
         let upstream = upstream_request(&url, req, &headers)?;
-        Fetch::Request(upstream).send().await.map_err(|e| {
-            RuntimeError::new(format!(
-                "the session runner at {} is not reachable: {e}",
-                self.base
-            ))
-        })
+        let retry = matches!(req.method(), Method::Get | Method::Head)
+            .then(|| upstream.clone())
+            .transpose()?;
+        match (Fetch::Request(upstream).send().await, retry) {
+            (Ok(resp), _) => Ok(resp),
+            // Nothing was sent upstream yet for a bodiless request: try once more.
+            (Err(_), Some(again)) => Fetch::Request(again)
+                .send()
+                .await
+                .map_err(|e| self.unreachable(e)),
+            (Err(e), None) => Err(self.unreachable(e)),
+        }
     }
 }
 
