@@ -48,9 +48,9 @@ pub fn deploy(env_name: &str, dry_run: bool) -> Result<()> {
     }
     let t = tools::bootstrap()?;
     worker(&t, Wasm { optimize: true })?;
-    let config = config::render(env_name)?;
-    let config = config.to_string_lossy().into_owned();
     if dry_run {
+        let config = config::render(env_name)?;
+        let config = config.to_string_lossy().into_owned();
         let outdir = t.root.join(format!("target/burstflare/dist-{env_name}"));
         return proc::run(t.wrangler().args([
             "deploy",
@@ -66,6 +66,15 @@ pub fn deploy(env_name: &str, dry_run: bool) -> Result<()> {
             "set CLOUDFLARE_API_TOKEN (and CLOUDFLARE_ACCOUNT_ID) to deploy; see docs/runbooks.md"
         );
     }
+    // The runtime image goes to Cloudflare's registry under its content tag,
+    // and the rendered config binds the SessionCoordinator to exactly that tag.
+    let image = crate::image::ensure_runtime_image(false)?;
+    let tag = image.rsplit(':').next().unwrap_or("latest").to_owned();
+    let local = format!("burstflare-runtime:{tag}");
+    proc::run(crate::docker::docker().args(["tag", &image, &local]))?;
+    proc::run(t.wrangler().args(["containers", "push", &local]))?;
+    let config = config::render_with(env_name, &tag)?;
+    let config = config.to_string_lossy().into_owned();
     proc::run(t.wrangler().args([
         "d1",
         "migrations",

@@ -2,6 +2,9 @@
 //!
 //! Local state (D1, R2, Durable Objects, queues, workflows) lives in
 //! `.burstflare/state` and survives restarts; `--fresh` starts empty.
+//! Sessions run on the local Docker Engine through `burstflare-runner`, which
+//! is started here (Docker too, when it is installed but not running, and the
+//! runtime image is built when its inputs changed).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -31,8 +34,71 @@ pub fn migrate_local(t: &Toolchain, config: &str, state: &str) -> Result<()> {
     ]))
 }
 
-/// Starts `wrangler dev` on 127.0.0.1:`port` with local state in `state`.
-pub fn spawn_wrangler(t: &Toolchain, config: &str, state: &str, port: u16) -> Result<Child> {
+/// The runner `cargo xtask dev` starts next to wrangler.
+pub struct DevRunner {
+    pub url: String,
+    pub secret: String,
+    child: Child,
+}
+
+impl Drop for DevRunner {
+    fn drop(&mut self) {
+        // SIGTERM via kill(1) would need nix here; the runner has nothing to
+        // flush and never touches containers on exit, so a kill is enough.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `burstflare-runner` on 127.0.0.1:`port` with a fresh secret.
+pub fn spawn_runner(t: &Toolchain, port: u16) -> Result<DevRunner> {
+    if http_status(port, "/v1/health").is_some() {
+        bail!("runner port {port} is in use; stop what is running there or pass --runner-port");
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("getrandom: {e}"))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let bin = crate::image::target_dir(&t.root).join("debug/burstflare-runner");
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--instance",
+        "dev",
+    ])
+    .env("BURSTFLARE_RUNNER_SECRET", &secret)
+    .stdin(Stdio::null());
+    eprintln!(
+        "$ {} --listen 127.0.0.1:{port} --instance dev",
+        bin.display()
+    );
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("burstflare-runner did not listen on {port} within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(DevRunner {
+        url: format!("http://127.0.0.1:{port}"),
+        secret,
+        child,
+    })
+}
+
+/// Starts `wrangler dev` on 127.0.0.1:`port` with local state in `state`,
+/// sessions on `runner` and the runtime image `image`.
+pub fn spawn_wrangler(
+    t: &Toolchain,
+    config: &str,
+    state: &str,
+    port: u16,
+    runner: &DevRunner,
+    image: &str,
+) -> Result<Child> {
     let mut cmd = t.wrangler();
     cmd.args([
         "dev",
@@ -51,8 +117,12 @@ pub fn spawn_wrangler(t: &Toolchain, config: &str, state: &str, port: u16) -> Re
         "--log-level",
         "info",
     ])
+    .args(["--var", &format!("RUNNER_URL:{}", runner.url)])
+    .args(["--var", &format!("RUNTIME_IMAGE:{image}")])
     .stdin(Stdio::null());
     eprintln!("$ {}", proc::display(&cmd));
+    // The secret is passed after printing the command line.
+    cmd.args(["--var", &format!("RUNNER_SECRET:{}", runner.secret)]);
     cmd.spawn().context("cannot start wrangler dev")
 }
 
@@ -66,9 +136,10 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-pub fn run(port: u16, fresh: bool) -> Result<()> {
+pub fn run(port: u16, runner_port: u16, fresh: bool) -> Result<()> {
     let t = tools::bootstrap()?;
     build::all(&t, Wasm { optimize: false })?;
+    let image = crate::test::runtime_image()?;
     let config = config::render("dev")?.to_string_lossy().into_owned();
     let state_dir = t.root.join(".burstflare/state");
     if fresh && state_dir.exists() {
@@ -88,7 +159,8 @@ pub fn run(port: u16, fresh: bool) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("cannot handle Ctrl-C")?;
 
-    let mut child = spawn_wrangler(&t, &config, &state, port)?;
+    let runner = spawn_runner(&t, runner_port)?;
+    let mut child = spawn_wrangler(&t, &config, &state, port, &runner, &image)?;
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut announced = false;
@@ -118,6 +190,10 @@ pub fn run(port: u16, fresh: bool) -> Result<()> {
                         "  sign up:   target/debug/burstflare --api-url {url} auth register --email you@example.com --name You"
                     );
                     eprintln!("  state:     {state}");
+                    eprintln!(
+                        "  sessions:  burstflare-runner at {} (image {image})",
+                        runner.url
+                    );
                     eprintln!("Press Ctrl-C to stop.");
                 }
                 Some(code) if Instant::now() > deadline => {

@@ -8,13 +8,20 @@
 //! * `config <env>`: render the Wrangler config for `dev`, `staging` or `production`.
 //! * `deploy <env>`: apply remote D1 migrations and `wrangler deploy` (or `--dry-run`).
 //! * `bootstrap`: install missing tools only; `env` prints them for scripts.
+//! * `bench <name>`: benchmarks on the real stack (`session-start`,
+//!   `ssh-throughput`), printed as figures.
+//! * `image`: build the session runtime image (`images/runtime`) if its inputs
+//!   changed and print its tag.
 //!
 //! Tool installs are cached (`~/.cargo/bin`, `~/.cache/burstflare`,
 //! `node_modules`) and skipped when present.
 
+mod bench;
 mod build;
 mod config;
 mod dev;
+mod docker;
+mod image;
 mod proc;
 mod test;
 mod tools;
@@ -41,6 +48,9 @@ enum Command {
         /// Start from empty local state (deletes `.burstflare/state`).
         #[arg(long)]
         fresh: bool,
+        /// Port for `burstflare-runner`.
+        #[arg(long, default_value_t = 7171)]
+        runner_port: u16,
     },
     /// Run every check: fmt, clippy (native + wasm32), unit and end-to-end tests.
     Test {
@@ -70,6 +80,24 @@ enum Command {
     Bootstrap,
     /// Bootstrap, build the Worker and print `KEY=value` lines for the e2e harness.
     Env,
+    /// Measure on the real stack and print figures: `session-start` or `ssh-throughput`.
+    Bench {
+        /// `session-start` (create+start → ssh vs raw docker run) or
+        /// `ssh-throughput` (scp through BurstFlare vs direct).
+        name: String,
+        /// Runs for `session-start`.
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        /// File size in MB for `ssh-throughput`.
+        #[arg(long, default_value_t = 100)]
+        mb: u32,
+    },
+    /// Build the session runtime image if its inputs changed; print its tag.
+    Image {
+        /// Build even if the tag exists, without Docker's layer cache.
+        #[arg(long)]
+        rebuild: bool,
+    },
 }
 
 /// The repository root (xtask lives one level below it).
@@ -81,7 +109,11 @@ pub fn repo_root() -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Dev { port, fresh } => dev::run(port, fresh),
+        Command::Dev {
+            port,
+            fresh,
+            runner_port,
+        } => dev::run(port, runner_port, fresh),
         Command::Test {
             no_lint,
             e2e_filter,
@@ -95,8 +127,11 @@ fn main() -> ExitCode {
         Command::Env => tools::bootstrap().and_then(|t| {
             build::worker(&t, build::Wasm { optimize: false })?;
             t.print_env();
+            println!("BURSTFLARE_RUNTIME_IMAGE={}", test::runtime_image()?);
             Ok(())
         }),
+        Command::Image { rebuild } => image::run(rebuild),
+        Command::Bench { name, runs, mb } => bench::run(&name, runs, mb),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -55,6 +55,24 @@ fn run_tests(cmd: &mut Command, totals: &mut Totals) -> Result<bool> {
     Ok(child.wait()?.success())
 }
 
+/// Docker up and the runtime image built (both cached; see `image`).
+pub fn runtime_image() -> Result<String> {
+    crate::docker::ensure_docker()?;
+    crate::image::ensure_runtime_image(false)
+}
+
+/// The environment through which the e2e harness (and the benchmarks) find
+/// the tools xtask built instead of building them again.
+pub fn harness_env(cmd: &mut Command, t: &tools::Toolchain, runtime_image: &str) {
+    let bin = crate::image::target_dir(&t.root).join("debug");
+    cmd.env("BURSTFLARE_NODE_BIN_DIR", &t.node_bin_dir)
+        .env("BURSTFLARE_WRANGLER", &t.wrangler)
+        .env("BURSTFLARE_CLI_BIN", bin.join("burstflare"))
+        .env("BURSTFLARE_RUNNER_BIN", bin.join("burstflare-runner"))
+        .env("BURSTFLARE_RUNTIME_IMAGE", runtime_image)
+        .env("BURSTFLARE_WORKER_PREBUILT", "1");
+}
+
 pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
     let started = std::time::Instant::now();
     let t = tools::bootstrap()?;
@@ -91,21 +109,16 @@ pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
     }
     build::worker(&t, Wasm { optimize: false })?;
     proc::run(cargo().args(["build", "--workspace", "--bins"]))?;
+    let image = runtime_image()?;
 
     let mut totals = Totals::default();
     let unit_ok = run_tests(
         cargo().args(["test", "--workspace", "--exclude", "burstflare-e2e"]),
         &mut totals,
     )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| t.root.join("target"));
     let mut e2e = cargo();
-    e2e.args(["test", "-p", "burstflare-e2e", "--test", "e2e", "--"])
-        .env("BURSTFLARE_NODE_BIN_DIR", &t.node_bin_dir)
-        .env("BURSTFLARE_WRANGLER", &t.wrangler)
-        .env("BURSTFLARE_CLI_BIN", target.join("debug/burstflare"))
-        .env("BURSTFLARE_WORKER_PREBUILT", "1");
+    e2e.args(["test", "-p", "burstflare-e2e", "--test", "e2e", "--"]);
+    harness_env(&mut e2e, &t, &image);
     if let Some(filter) = e2e_filter {
         e2e.arg(filter);
     }

@@ -78,7 +78,7 @@ impl Toolchain {
     }
 }
 
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     env::var_os("BURSTFLARE_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| dirs::cache_dir().map(|d| d.join("burstflare")))

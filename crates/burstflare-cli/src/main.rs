@@ -26,6 +26,9 @@ struct Cli {
     /// Base URL of the BurstFlare API [default: config.toml's api_url, else http://127.0.0.1:8787]
     #[arg(long, global = true, env = "BURSTFLARE_API_URL")]
     api_url: Option<String>,
+    /// Directory of config.toml, credentials.toml and known_hosts [default: ~/.config/burstflare]
+    #[arg(long, global = true, env = "BURSTFLARE_CONFIG_DIR")]
+    config_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,8 +134,14 @@ pub struct App {
 }
 
 impl App {
-    fn new(api_url: Option<String>) -> Result<Self, CliError> {
-        let dir = ConfigDir::discover()?;
+    fn new(
+        api_url: Option<String>,
+        config_dir: Option<std::path::PathBuf>,
+    ) -> Result<Self, CliError> {
+        let dir = match config_dir {
+            Some(dir) => ConfigDir::at(dir),
+            None => ConfigDir::discover()?,
+        };
         let api_url = match api_url {
             Some(url) => url,
             None => dir
@@ -215,7 +224,7 @@ fn token_state(t: &TokenInfo) -> &'static str {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let app = App::new(cli.api_url)?;
+    let app = App::new(cli.api_url, cli.config_dir)?;
     match cli.command {
         Command::Status(flag) => status(&app, flag).await,
         Command::Whoami(flag) => {

@@ -429,10 +429,13 @@ fn proxy_command(app: &App, session_id: &str) -> Result<String, CliError> {
     let exe = std::env::current_exe().map_err(|e| {
         CliError::unexpected("cannot locate the burstflare binary").cause(e.to_string())
     })?;
+    // Explicit API URL and config dir: ssh runs the proxy without our environment.
+    let dir = std::path::absolute(app.dir.dir()).unwrap_or_else(|_| app.dir.dir().to_owned());
     Ok(format!(
-        "{} --api-url {} ssh --stdio {session_id}",
+        "{} --api-url {} --config-dir {} ssh --stdio {session_id}",
         ssh::quote(&exe.to_string_lossy()),
-        app.api_url
+        app.api_url,
+        ssh::quote(&dir.to_string_lossy()),
     ))
 }
 

@@ -251,29 +251,21 @@ pub async fn stop_start_restart_delete(stack: &Stack) -> Result<()> {
         text(&refused.stderr)
     );
     // The bridge itself says the same to a client that skips the CLI's check.
-    let ws = stack
-        .api(&format!("/sessions/{}/ssh", s.id))
-        .replace("http://", "ws://");
-    let mut req =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws)?;
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", u.client.token().unwrap_or_default()).parse()?,
+    let resp = stack
+        .http()
+        .get(stack.api(&format!("/sessions/{}/ssh", s.id)))
+        .bearer_auth(u.client.token().unwrap_or_default())
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await?;
+    let err = expect_envelope(resp, 409, ErrorCode::InvalidSessionState).await?;
+    ensure!(
+        err.details["state"] == "stopped" && err.message.contains("is stopped"),
+        "{err:?}"
     );
-    match tokio_tungstenite::connect_async(req).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            ensure!(resp.status() == 409, "{:?}", resp.status());
-            let body = text(resp.body().as_deref().unwrap_or_default());
-            ensure!(
-                body.contains("invalid_session_state") && body.contains("stopped"),
-                "{body}"
-            );
-        }
-        other => bail!(
-            "expected 409 from the SSH bridge, got {:?}",
-            other.map(|_| ())
-        ),
-    }
 
     ok(run(u.cli(&["session", "start", &s.name])).await?)?;
     ok(run(ssh_true(&u)).await?)?;

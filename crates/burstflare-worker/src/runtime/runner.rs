@@ -59,7 +59,10 @@ impl RunnerRuntime {
         let url = format!("{}{path}", self.base);
         // Every runner call is idempotent, so a connection that the runner
         // closed (a pooled connection across a runner restart) is retried once.
-        match Fetch::Request(Request::new_with_init(&url, &init)?).send().await {
+        match Fetch::Request(Request::new_with_init(&url, &init)?)
+            .send()
+            .await
+        {
             Ok(resp) => Ok(resp),
             Err(_) => Fetch::Request(Request::new_with_init(&url, &init)?)
                 .send()

@@ -1,0 +1,280 @@
+//! `burstflare-bench`: measurements on the real stack (run through
+//! `cargo xtask bench <name>`), printed as figures, never asserted.
+//!
+//! * `session-start [--runs N]`: wall time from the API call that creates and
+//!   starts a session until `ssh true` through BurstFlare succeeds, against the
+//!   raw baseline of `docker run` of the same image until sshd's banner
+//!   arrives on a published port; p50/p95 of each and their ratio.
+//! * `ssh-throughput [--mb N]`: MB/s of `scp` uploading and downloading a file
+//!   through BurstFlare (CLI stdio proxy → Worker → Durable Object → runner →
+//!   agent → sshd) against `scp` straight to the container's published sshd
+//!   port; and the ratio.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use burstflare_api::runtime::{ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS, LABEL_SESSION};
+use burstflare_api::sessions::CreateSessionRequest;
+use burstflare_e2e::runner::docker_containers;
+use burstflare_e2e::stack::unique;
+use burstflare_e2e::user::{User, ok, run, text};
+use burstflare_e2e::{Stack, Tools};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn summary(label: &str, mut xs: Vec<f64>) -> (f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let (p50, p95) = (percentile(&xs, 50.0), percentile(&xs, 95.0));
+    println!(
+        "{label:<44} n={:<3} p50={p50:>7.3}s p95={p95:>7.3}s min={:.3}s max={:.3}s",
+        xs.len(),
+        xs.first().copied().unwrap_or(f64::NAN),
+        xs.last().copied().unwrap_or(f64::NAN)
+    );
+    (p50, p95)
+}
+
+/// `docker run` of the runtime image → the first bytes of sshd's banner on the published port.
+fn raw_docker_start(image: &str, pubkey: &str) -> Result<f64> {
+    let name = format!("bf-bench-raw-{}", unique());
+    let started = Instant::now();
+    let out = Command::new("docker")
+        .args(["run", "-d", "--name", &name, "-p", "127.0.0.1::22"])
+        .args(["-e", &format!("{ENV_AGENT_SECRET}=bench-secret")])
+        .args(["-e", &format!("{ENV_AUTHORIZED_KEYS}={pubkey}")])
+        .arg(image)
+        .output()?;
+    ensure!(out.status.success(), "docker run: {}", text(&out.stderr));
+    let result = (|| {
+        let port = Command::new("docker")
+            .args(["port", &name, "22/tcp"])
+            .output()?;
+        let port = text(&port.stdout);
+        let port: u16 = port
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.trim().parse().ok())
+            .context("no published port")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut buf = [0u8; 4];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"SSH-" {
+                    return Ok(started.elapsed().as_secs_f64());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("sshd did not answer within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })();
+    let _ = Command::new("docker")
+        .args(["rm", "-f", &name])
+        .stdout(Stdio::null())
+        .status();
+    result
+}
+
+async fn session_start(stack: &Stack, runs: usize) -> Result<()> {
+    let u = User::new(stack, "bench").await?;
+    u.add_key().await?;
+    let pubkey = std::fs::read_to_string(format!("{}.pub", u.key().display()))?;
+    let key = u.key().display().to_string();
+    // One warm-up of each, so image layers and page cache are hot for both.
+    raw_docker_start(&stack.tools.runtime_image, pubkey.trim())?;
+    let mut platform = Vec::new();
+    let mut raw = Vec::new();
+    for i in 0..=runs {
+        let name = format!("bench-{}", unique().replace('-', ""));
+        let t0 = Instant::now();
+        let s = u
+            .client
+            .create_session(&CreateSessionRequest {
+                name: name.clone(),
+                start: true,
+                ..Default::default()
+            })
+            .await?;
+        ok(run(u.cli(&[
+            "ssh",
+            &name,
+            "-i",
+            &key,
+            "-o",
+            "BatchMode=yes",
+            "--",
+            "true",
+        ]))
+        .await?)?;
+        let elapsed = t0.elapsed().as_secs_f64();
+        u.client
+            .session_command(s.id.as_str(), burstflare_domain::SessionCommand::Delete)
+            .await?;
+        let r = raw_docker_start(&stack.tools.runtime_image, pubkey.trim())?;
+        if i > 0 {
+            platform.push(elapsed);
+            raw.push(r);
+        }
+    }
+    println!(
+        "session-start ({runs} runs, image {})",
+        stack.tools.runtime_image
+    );
+    let (p50, p95) = summary("API create+start -> `ssh true` succeeds", platform);
+    let (r50, r95) = summary("raw `docker run` -> sshd banner", raw);
+    println!(
+        "ratio (BurstFlare / raw docker): p50 {:.2}x  p95 {:.2}x   (target <= 2x)",
+        p50 / r50,
+        p95 / r95
+    );
+    Ok(())
+}
+
+async fn ssh_throughput(stack: &Stack, mb: usize) -> Result<()> {
+    let u = User::new(stack, "bench").await?;
+    u.add_key().await?;
+    let s = u.running_session("tput").await?;
+    ok(run(u.cli(&["config-ssh"])).await?)?;
+    let container = docker_containers(LABEL_SESSION, s.id.as_str())?
+        .into_iter()
+        .next()
+        .context("no container")?;
+    let port = Command::new("docker")
+        .args(["port", &container, "22/tcp"])
+        .output()?;
+    let port = text(&port.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .map(|p| p.trim().to_owned())
+        .context("sshd port not published")?;
+    let file = u.home.path().join("payload.bin");
+    let status = Command::new("head")
+        .args(["-c", &format!("{}", mb * 1024 * 1024), "/dev/urandom"])
+        .stdout(std::fs::File::create(&file)?)
+        .status()?;
+    ensure!(status.success());
+    let back = u.home.path().join("back.bin");
+    let host = format!("bf-{}", s.name);
+    let scp = |args: Vec<String>| {
+        let mut c = Command::new("scp");
+        c.arg("-F")
+            .arg(u.ssh_config())
+            .arg("-i")
+            .arg(u.key())
+            .args([
+                "-q",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+            ])
+            .args([
+                "-o",
+                &format!(
+                    "UserKnownHostsFile={}",
+                    u.home.path().join("direct_known_hosts").display()
+                ),
+            ])
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    };
+    let timed = |cmd: Command| async move {
+        let t0 = Instant::now();
+        ok(run(cmd).await?)?;
+        Ok::<f64, anyhow::Error>(t0.elapsed().as_secs_f64())
+    };
+    let file_s = file.display().to_string();
+    let back_s = back.display().to_string();
+    let mut results = Vec::new();
+    for (label, up, down) in [
+        (
+            "through BurstFlare",
+            vec![file_s.clone(), format!("{host}:/tmp/payload.bin")],
+            vec![format!("{host}:/tmp/payload.bin"), back_s.clone()],
+        ),
+        (
+            "direct to the published sshd",
+            vec![
+                "-P".into(),
+                port.clone(),
+                file_s.clone(),
+                "dev@127.0.0.1:/tmp/payload.bin".into(),
+            ],
+            vec![
+                "-P".into(),
+                port.clone(),
+                "dev@127.0.0.1:/tmp/payload.bin".into(),
+                back_s.clone(),
+            ],
+        ),
+    ] {
+        // Best of three for each direction.
+        let mut up_s = f64::MAX;
+        let mut down_s = f64::MAX;
+        for _ in 0..3 {
+            up_s = up_s.min(timed(scp(up.clone())).await?);
+            down_s = down_s.min(timed(scp(down.clone())).await?);
+        }
+        let (up_mbs, down_mbs) = (mb as f64 / up_s, mb as f64 / down_s);
+        println!(
+            "scp {mb} MB {label:<30} upload {up_mbs:>7.1} MB/s  download {down_mbs:>7.1} MB/s"
+        );
+        results.push((up_mbs, down_mbs));
+    }
+    let (bf, direct) = (results[0], results[1]);
+    println!(
+        "ratio (BurstFlare / direct): upload {:.2}x  download {:.2}x   (target >= 0.7x)",
+        bf.0 / direct.0,
+        bf.1 / direct.1
+    );
+    u.client
+        .session_command(s.id.as_str(), burstflare_domain::SessionCommand::Delete)
+        .await?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str, default: usize| -> Result<usize> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => args
+                .get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{name} needs a number")),
+            None => Ok(default),
+        }
+    };
+    let which = args.first().cloned().unwrap_or_default();
+    if !matches!(which.as_str(), "session-start" | "ssh-throughput") {
+        bail!("usage: burstflare-bench session-start [--runs N] | ssh-throughput [--mb N]");
+    }
+    let tools = Tools::discover()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    eprintln!("bench: starting the stack…");
+    let stack = Stack::start(&tools, true)?;
+    let result = runtime.block_on(async {
+        match which.as_str() {
+            "session-start" => session_start(&stack, flag("--runs", 10)?).await,
+            _ => ssh_throughput(&stack, flag("--mb", 100)?).await,
+        }
+    });
+    drop(stack);
+    result
+}
