@@ -1,6 +1,7 @@
 //! `cargo xtask bench <name>`: builds what the benchmarks need and runs the
 //! `burstflare-bench` binary (crate `burstflare-e2e`), which boots its own
-//! stack and prints its figures. Benchmarks measure; they never assert.
+//! stack and prints its figures. Benchmarks measure; they never assert. The
+//! CLI and runner are release builds, as users run them.
 
 use std::process::Command;
 
@@ -21,6 +22,16 @@ pub fn run(name: &str, runs: u32, mb: u32) -> Result<()> {
     let t = tools::bootstrap()?;
     build::all(&t, Wasm { optimize: false })?;
     let image = test::runtime_image()?;
+    // Measure what users run: optimised CLI (the SSH stdio proxy) and runner.
+    proc::run(Command::new(env!("CARGO")).current_dir(&t.root).args([
+        "build",
+        "--release",
+        "-p",
+        "burstflare-cli",
+        "-p",
+        "burstflare-runner",
+    ]))?;
+    let release = crate::image::target_dir(&t.root).join("release");
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(&t.root)
         .args([
@@ -35,5 +46,7 @@ pub fn run(name: &str, runs: u32, mb: u32) -> Result<()> {
         .arg(name)
         .args(["--runs", &runs.to_string(), "--mb", &mb.to_string()]);
     test::harness_env(&mut cmd, &t, &image);
+    cmd.env("BURSTFLARE_CLI_BIN", release.join("burstflare"))
+        .env("BURSTFLARE_RUNNER_BIN", release.join("burstflare-runner"));
     proc::run(&mut cmd)
 }

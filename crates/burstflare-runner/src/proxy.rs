@@ -1,8 +1,9 @@
 //! The reverse proxy behind `ANY /v1/containers/{name}/ports/{port}/{*rest}`.
 //!
-//! Every request gets its own upstream connection to the container port's
-//! 127.0.0.1 host port (loopback connects are cheap, and an upgrade needs a
-//! connection of its own anyway).
+//! Every request gets its own upstream connection to the container port — at
+//! the container's bridge address when it has one, else its 127.0.0.1 host
+//! port (connects are cheap, and an upgrade needs a connection of its own
+//! anyway). Only published ports are reachable either way.
 //!
 //! * Plain HTTP: the request and response bodies stream through unbuffered, so
 //!   bodies of any size pass in constant memory.

@@ -556,7 +556,13 @@ impl SessionCoordinator {
                     START_TIMEOUT_MS / 1000
                 ));
             }
-            let wait = 25 * u64::from(attempt.min(10));
+            // sshd is usually up within tens of milliseconds of the container
+            // starting: poll tightly at first, then back off.
+            let wait = match attempt {
+                0..=50 => 20,
+                51..=100 => 100,
+                _ => 250,
+            };
             Delay::from(Duration::from_millis(wait)).await;
         }
     }
