@@ -1,0 +1,263 @@
+//! The agent's configuration, read once from the environment at start.
+//!
+//! The control plane sets the variables of the wire contract
+//! (`burstflare_api::runtime::ENV_*`); the `BURSTFLARE_AGENT_*` overrides exist
+//! for tests and local runs and are never set in session containers (see the
+//! crate documentation for the full list). Parsing is a pure function of a
+//! variable lookup so that it is testable without touching the process
+//! environment.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use burstflare_api::runtime::{
+    AGENT_PORT, ENV_AGENT_PORT, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS, ENV_SESSION_ID, LOGIN_USER,
+    SSH_PORT,
+};
+
+/// Override: the sshd binary (default [`DEFAULT_SSHD`]).
+pub const ENV_SSHD: &str = "BURSTFLARE_AGENT_SSHD";
+/// Override: the `ssh-keygen` binary (default [`DEFAULT_SSH_KEYGEN`]).
+pub const ENV_SSH_KEYGEN: &str = "BURSTFLARE_AGENT_SSH_KEYGEN";
+/// Override: where `/ssh` connects (default `127.0.0.1:22`).
+pub const ENV_SSH_TARGET: &str = "BURSTFLARE_AGENT_SSH_TARGET";
+/// Override: the login user of terminals and `authorized_keys` (default `dev`).
+pub const ENV_LOGIN_USER: &str = "BURSTFLARE_AGENT_LOGIN_USER";
+/// Override: the shell of terminals when the agent runs it directly (default:
+/// the user's shell from the password database, else `/bin/bash`).
+pub const ENV_SHELL: &str = "BURSTFLARE_AGENT_SHELL";
+/// Override: the directory of the SSH host keys (default [`DEFAULT_HOST_KEY_DIR`]).
+pub const ENV_HOST_KEY_DIR: &str = "BURSTFLARE_AGENT_HOST_KEY_DIR";
+/// Override: the `authorized_keys` file (default `~<login user>/.ssh/authorized_keys`).
+pub const ENV_AUTHORIZED_KEYS_FILE: &str = "BURSTFLARE_AGENT_AUTHORIZED_KEYS_FILE";
+/// Override: the listen address (default `0.0.0.0`).
+pub const ENV_LISTEN_ADDR: &str = "BURSTFLARE_AGENT_LISTEN_ADDR";
+/// Override: how long a detached terminal's shell is kept, in seconds (default 600).
+pub const ENV_TERMINAL_GRACE_SECS: &str = "BURSTFLARE_AGENT_TERMINAL_GRACE_SECS";
+
+pub const DEFAULT_SSHD: &str = "/usr/sbin/sshd";
+pub const DEFAULT_SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
+pub const DEFAULT_HOST_KEY_DIR: &str = "/etc/ssh";
+pub const DEFAULT_TERMINAL_GRACE: Duration = Duration::from_secs(600);
+
+/// Variables that must not leak into the processes the agent starts.
+pub const PRIVATE_ENV: [&str; 2] = [ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{ENV_AGENT_SECRET} is not set; the agent refuses to serve without its secret")]
+    MissingSecret,
+    #[error("{var}: {value:?} is not {expected}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// Everything the agent needs to know; see the crate documentation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    pub secret: String,
+    /// OpenSSH public keys, one per entry, trimmed, without blank or comment lines.
+    pub authorized_keys: Vec<String>,
+    pub session_id: Option<String>,
+    pub listen: SocketAddr,
+    pub sshd: PathBuf,
+    pub ssh_keygen: PathBuf,
+    pub ssh_target: SocketAddr,
+    pub login_user: String,
+    pub shell: Option<PathBuf>,
+    pub host_key_dir: PathBuf,
+    pub authorized_keys_file: Option<PathBuf>,
+    pub terminal_grace: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    // The secret stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("authorized_keys", &self.authorized_keys.len())
+            .field("session_id", &self.session_id)
+            .field("listen", &self.listen)
+            .field("sshd", &self.sshd)
+            .field("ssh_keygen", &self.ssh_keygen)
+            .field("ssh_target", &self.ssh_target)
+            .field("login_user", &self.login_user)
+            .field("shell", &self.shell)
+            .field("host_key_dir", &self.host_key_dir)
+            .field("authorized_keys_file", &self.authorized_keys_file)
+            .field("terminal_grace", &self.terminal_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable name → its value).
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let secret = get(ENV_AGENT_SECRET).ok_or(ConfigError::MissingSecret)?;
+        let port = match get(ENV_AGENT_PORT) {
+            None => AGENT_PORT,
+            Some(v) => v.trim().parse::<u16>().map_err(|_| ConfigError::Invalid {
+                var: ENV_AGENT_PORT,
+                value: v.clone(),
+                expected: "a port number",
+            })?,
+        };
+        let ip = match get(ENV_LISTEN_ADDR) {
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Some(v) => v
+                .trim()
+                .parse::<IpAddr>()
+                .map_err(|_| ConfigError::Invalid {
+                    var: ENV_LISTEN_ADDR,
+                    value: v.clone(),
+                    expected: "an IP address",
+                })?,
+        };
+        let ssh_target = match get(ENV_SSH_TARGET) {
+            None => SocketAddr::from((Ipv4Addr::LOCALHOST, SSH_PORT)),
+            Some(v) => v
+                .trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| ConfigError::Invalid {
+                    var: ENV_SSH_TARGET,
+                    value: v.clone(),
+                    expected: "an address like 127.0.0.1:22",
+                })?,
+        };
+        let sshd = PathBuf::from(get(ENV_SSHD).unwrap_or_else(|| DEFAULT_SSHD.into()));
+        // sshd re-executes itself and refuses to run unless started by absolute path.
+        if !sshd.is_absolute() {
+            return Err(ConfigError::Invalid {
+                var: ENV_SSHD,
+                value: sshd.display().to_string(),
+                expected: "an absolute path",
+            });
+        }
+        let terminal_grace = match get(ENV_TERMINAL_GRACE_SECS) {
+            None => DEFAULT_TERMINAL_GRACE,
+            Some(v) => {
+                Duration::from_secs(v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                    var: ENV_TERMINAL_GRACE_SECS,
+                    value: v.clone(),
+                    expected: "a number of seconds",
+                })?)
+            }
+        };
+        Ok(Self {
+            secret,
+            authorized_keys: parse_authorized_keys(
+                &lookup(ENV_AUTHORIZED_KEYS).unwrap_or_default(),
+            ),
+            session_id: get(ENV_SESSION_ID).map(|s| s.trim().to_owned()),
+            listen: SocketAddr::new(ip, port),
+            sshd,
+            ssh_keygen: PathBuf::from(
+                get(ENV_SSH_KEYGEN).unwrap_or_else(|| DEFAULT_SSH_KEYGEN.into()),
+            ),
+            ssh_target,
+            login_user: get(ENV_LOGIN_USER)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|| LOGIN_USER.into()),
+            shell: get(ENV_SHELL).map(PathBuf::from),
+            host_key_dir: PathBuf::from(
+                get(ENV_HOST_KEY_DIR).unwrap_or_else(|| DEFAULT_HOST_KEY_DIR.into()),
+            ),
+            authorized_keys_file: get(ENV_AUTHORIZED_KEYS_FILE).map(PathBuf::from),
+            terminal_grace,
+        })
+    }
+}
+
+/// Splits the newline-separated key list: trims each line and drops blank
+/// lines, comments and lines with control characters (which could smuggle
+/// extra `authorized_keys` lines or options past the control plane).
+pub fn parse_authorized_keys(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| !l.chars().any(char::is_control))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn secret_is_required() {
+        assert_eq!(config(&[]), Err(ConfigError::MissingSecret));
+        assert_eq!(
+            config(&[(ENV_AGENT_SECRET, "  ")]),
+            Err(ConfigError::MissingSecret)
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[(ENV_AGENT_SECRET, "s3cret")]).unwrap();
+        assert_eq!(c.secret, "s3cret");
+        assert_eq!(c.listen, "0.0.0.0:7070".parse().unwrap());
+        assert_eq!(c.ssh_target, "127.0.0.1:22".parse().unwrap());
+        assert_eq!(c.sshd, PathBuf::from("/usr/sbin/sshd"));
+        assert_eq!(c.login_user, "dev");
+        assert_eq!(c.host_key_dir, PathBuf::from("/etc/ssh"));
+        assert_eq!(c.authorized_keys_file, None);
+        assert_eq!(c.terminal_grace, Duration::from_secs(600));
+        assert!(c.authorized_keys.is_empty());
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn overrides_and_errors() {
+        let c = config(&[
+            (ENV_AGENT_SECRET, "s"),
+            (ENV_AGENT_PORT, "8080"),
+            (ENV_LISTEN_ADDR, "127.0.0.1"),
+            (ENV_SSH_TARGET, "127.0.0.1:2222"),
+            (ENV_LOGIN_USER, "alice"),
+            (ENV_TERMINAL_GRACE_SECS, "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.ssh_target, "127.0.0.1:2222".parse().unwrap());
+        assert_eq!(c.login_user, "alice");
+        assert_eq!(c.terminal_grace, Duration::from_secs(5));
+
+        let err = config(&[(ENV_AGENT_SECRET, "s"), (ENV_AGENT_PORT, "70000")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "BURSTFLARE_AGENT_PORT: \"70000\" is not a port number"
+        );
+        let err = config(&[(ENV_AGENT_SECRET, "s"), (ENV_SSHD, "sshd")]).unwrap_err();
+        assert!(err.to_string().contains("absolute path"), "{err}");
+    }
+
+    #[test]
+    fn authorized_keys_are_cleaned() {
+        let keys = parse_authorized_keys(
+            "ssh-ed25519 AAAA1 a@b\r\n\n  # comment\n ssh-rsa AAAA2 c@d \nssh-ed25519 AAAA3\u{1b}x\n",
+        );
+        assert_eq!(keys, vec!["ssh-ed25519 AAAA1 a@b", "ssh-rsa AAAA2 c@d"]);
+    }
+}

@@ -1,0 +1,195 @@
+//! `burstflare-agent`: runs as the child of `tini` inside every session
+//! container (DESIGN.md §5). At start it generates the SSH host keys if they
+//! are missing, installs the login user's `authorized_keys`, and starts and
+//! supervises `sshd -D -e`; then it serves, on one port, authenticated by the
+//! per-session secret in `x-burstflare-agent-token` (401 with the error
+//! envelope otherwise):
+//!
+//! * `GET /healthz` → `AgentHealth` (`ok` once sshd runs, accepts TCP on the
+//!   SSH target and the host keys exist; `starting` before);
+//! * `GET /activity` → `AgentActivity` (per channel: last input/output, bytes, open connections);
+//! * `GET /ssh` — WebSocket ↔ TCP to sshd, binary frames ([`ssh_bridge`]);
+//! * `GET /terminal` — WebSocket ↔ the login shell on a PTY, with resize and
+//!   reattach ([`terminal_ws`] documents the protocol).
+//!
+//! SIGTERM or SIGINT stops accepting, hangs up the shells, stops sshd and
+//! exits 0.
+//!
+//! # Environment
+//!
+//! Set by the control plane (the wire contract, `burstflare_api::runtime`):
+//! * `BURSTFLARE_AGENT_SECRET` — required; the agent exits with status 2 without it;
+//! * `BURSTFLARE_AUTHORIZED_KEYS` — newline-separated OpenSSH public keys;
+//! * `BURSTFLARE_SESSION_ID` — for logs; shells inherit it;
+//! * `BURSTFLARE_AGENT_PORT` — listen port (default 7070).
+//!
+//! Overrides for tests and local runs (never set in session containers):
+//! * `BURSTFLARE_AGENT_LISTEN_ADDR` — listen IP (default `0.0.0.0`);
+//! * `BURSTFLARE_AGENT_SSHD` — the sshd binary, absolute (default `/usr/sbin/sshd`);
+//! * `BURSTFLARE_AGENT_SSH_KEYGEN` — `ssh-keygen` (default `/usr/bin/ssh-keygen`);
+//! * `BURSTFLARE_AGENT_SSH_TARGET` — what `/ssh` connects to (default `127.0.0.1:22`);
+//! * `BURSTFLARE_AGENT_HOST_KEY_DIR` — host key directory (default `/etc/ssh`;
+//!   elsewhere, sshd is given the keys with `-h`);
+//! * `BURSTFLARE_AGENT_LOGIN_USER` — login user (default `dev`). As root the
+//!   shell runs through `runuser -l <user>`; when the agent is not root it
+//!   runs shells as itself, whatever this says;
+//! * `BURSTFLARE_AGENT_SHELL` — the shell run directly as the agent's user
+//!   (default: that user's shell, else `/bin/bash`);
+//! * `BURSTFLARE_AGENT_AUTHORIZED_KEYS_FILE` — where the keys go (default
+//!   `~<login user>/.ssh/authorized_keys`; a non-root agent without this
+//!   override leaves `authorized_keys` alone rather than touch its own user's);
+//! * `BURSTFLARE_AGENT_TERMINAL_GRACE_SECS` — how long a detached shell lives (default 600);
+//! * `RUST_LOG` — log filter (default `info`); logs go to stderr.
+
+pub mod activity;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod procs;
+pub mod server;
+pub mod ssh_bridge;
+pub mod sshd;
+pub mod terminal;
+pub mod terminal_ws;
+pub mod user;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::Secret;
+use crate::config::Config;
+use crate::server::AppState;
+use crate::sshd::Supervisor;
+use crate::terminal::Terminals;
+use crate::user::LoginTarget;
+
+/// How long in-flight HTTP requests get once shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long open WebSockets get to close once sshd and the shells are gone.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the agent until `shutdown` completes, then stops everything it started.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        session = config.session_id.as_deref().unwrap_or("-"),
+        "burstflare-agent starting"
+    );
+    let root = user::is_root();
+
+    match keys::ensure_host_keys(&config.ssh_keygen, &config.host_key_dir) {
+        Ok(generated) => {
+            for key in generated {
+                tracing::info!(key = %key.display(), "generated an SSH host key");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot generate the SSH host keys"),
+    }
+
+    let target = user::resolve(&config.login_user, config.shell.as_deref()).map_err(|e| {
+        tracing::error!(error = %e, "no login user: terminals are unavailable");
+        e.to_string()
+    });
+    install_authorized_keys(&config, target.as_ref().ok(), root);
+    if root && let Err(e) = sshd::ensure_privsep_dir() {
+        tracing::error!(dir = sshd::PRIVSEP_DIR, error = %e, "cannot create sshd's privilege separation directory");
+    }
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.listen);
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let supervisor = Supervisor::spawn(config.sshd.clone(), sshd::sshd_args(&config.host_key_dir));
+    let terminals = Terminals::new(target, config.terminal_grace);
+    let state = AppState::new(
+        terminals.clone(),
+        supervisor.status(),
+        config.ssh_target,
+        config.host_key_dir.clone(),
+        stop_rx.clone(),
+    );
+    let activity = state.activity.clone();
+    let app = server::router(state, Secret::new(&config.secret));
+
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!("listening on {addr}");
+
+    let server_running = tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutting down");
+            true
+        }
+        res = &mut server => {
+            tracing::error!(result = ?res, "the HTTP server stopped; shutting down");
+            false
+        }
+    };
+    let _ = stop_tx.send(true);
+    if server_running
+        && tokio::time::timeout(DRAIN_TIMEOUT, &mut server)
+            .await
+            .is_err()
+    {
+        server.abort();
+    }
+    tokio::join!(terminals.shutdown(), supervisor.stop());
+    // Let the WebSockets deliver their last words (exit codes, Close frames).
+    let deadline = tokio::time::Instant::now() + GOODBYE_TIMEOUT;
+    let open = || {
+        let a = activity.snapshot();
+        a.ssh.open + a.terminal.open
+    };
+    while open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Installs the configured keys (see the crate docs for where). Failures are
+/// logged: the agent keeps serving, and `/ssh` logins then fail visibly.
+fn install_authorized_keys(config: &Config, target: Option<&LoginTarget>, root: bool) {
+    let path = match (&config.authorized_keys_file, target) {
+        (Some(path), _) => path.clone(),
+        (None, Some(t)) if root => t.home.join(".ssh").join("authorized_keys"),
+        (None, _) => {
+            tracing::info!("not installing authorized_keys (not root, or no login user)");
+            return;
+        }
+    };
+    let owner = target.filter(|_| root).map(|t| (t.uid, t.gid));
+    match keys::install_authorized_keys(&path, &config.authorized_keys, owner) {
+        Ok(()) => tracing::info!(
+            path = %path.display(),
+            keys = config.authorized_keys.len(),
+            "installed authorized_keys"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot install authorized_keys"),
+    }
+}

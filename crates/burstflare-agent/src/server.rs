@@ -1,0 +1,225 @@
+//! The agent's HTTP API (thin handlers; the work lives in the other modules).
+//!
+//! Every route, and the fallbacks, sit behind [`crate::auth::require_token`].
+//! Errors use the API's JSON envelope (see [`crate::error`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use burstflare_api::ErrorCode;
+use burstflare_api::runtime::{AgentActivity, AgentHealth, AgentStatus};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::activity::Activity;
+use crate::auth::{Secret, require_token};
+use crate::error::ApiError;
+use crate::sshd::SshdStatus;
+use crate::terminal::{Size, TerminalError, Terminals};
+use crate::{keys, ssh_bridge, terminal_ws};
+
+/// How long `/ssh` and `/healthz` wait for sshd to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Largest WebSocket message accepted from clients.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub activity: Activity,
+    pub terminals: Terminals,
+    pub sshd: Arc<SshdStatus>,
+    pub ssh_target: SocketAddr,
+    pub host_key_dir: PathBuf,
+    pub started: Instant,
+    /// The sshd start (see [`SshdStatus::starts`]) whose port was seen
+    /// accepting; probing once per start keeps sshd's log free of probes.
+    pub verified_start: Arc<AtomicU64>,
+    /// Turns true when the agent shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub fn new(
+        terminals: Terminals,
+        sshd: Arc<SshdStatus>,
+        ssh_target: SocketAddr,
+        host_key_dir: PathBuf,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            activity: Activity::default(),
+            terminals,
+            sshd,
+            ssh_target,
+            host_key_dir,
+            started: Instant::now(),
+            verified_start: Arc::new(AtomicU64::new(0)),
+            shutdown,
+        }
+    }
+}
+
+/// The agent's router.
+pub fn router(state: AppState, secret: Secret) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/activity", get(activity))
+        .route("/ssh", get(ssh))
+        .route("/terminal", get(terminal))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(secret, require_token))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::RouteNotFound,
+        "no such route on the agent",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "only GET is allowed here",
+    )
+}
+
+fn upgrade_required(e: &WebSocketUpgradeRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::UPGRADE_REQUIRED,
+        ErrorCode::UpgradeRequired,
+        format!("this endpoint speaks WebSocket only ({e})"),
+    )
+}
+
+async fn healthz(State(app): State<AppState>) -> Json<AgentHealth> {
+    let host_keys = keys::host_public_keys(&app.host_key_dir);
+    let running = app.sshd.running();
+    let start = app.sshd.starts();
+    let accepting = running
+        && (app.verified_start.load(Ordering::SeqCst) == start || {
+            let ok = matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(app.ssh_target)).await,
+                Ok(Ok(_))
+            );
+            if ok {
+                app.verified_start.store(start, Ordering::SeqCst);
+            }
+            ok
+        });
+    Json(AgentHealth {
+        status: if accepting && !host_keys.is_empty() {
+            AgentStatus::Ok
+        } else {
+            AgentStatus::Starting
+        },
+        sshd_running: running,
+        sshd_restarts: app.sshd.restarts(),
+        host_keys,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        uptime_ms: u64::try_from(app.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+async fn activity(State(app): State<AppState>) -> Json<AgentActivity> {
+    Json(app.activity.snapshot())
+}
+
+async fn ssh(
+    State(app): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| upgrade_required(&e))?;
+    // Connect first, so that a down sshd is an HTTP error rather than a
+    // WebSocket that closes at once.
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(app.ssh_target)).await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            tracing::warn!(target = %app.ssh_target, error = %e, "ssh: cannot connect to sshd");
+            return Err(ApiError::unavailable("sshd is not accepting connections"));
+        }
+        Err(_) => {
+            tracing::warn!(target = %app.ssh_target, "ssh: connecting to sshd timed out");
+            return Err(ApiError::unavailable(
+                "sshd did not accept the connection in time",
+            ));
+        }
+    };
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "ssh: cannot set TCP_NODELAY");
+    }
+    let channel = Arc::clone(&app.activity.ssh);
+    let shutdown = app.shutdown.clone();
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| ssh_bridge::bridge(socket, tcp, channel, shutdown)))
+}
+
+#[derive(Debug, Deserialize)]
+struct TerminalQuery {
+    terminal_id: Option<String>,
+    cols: Option<u16>,
+    rows: Option<u16>,
+}
+
+async fn terminal(
+    State(app): State<AppState>,
+    query: Result<Query<TerminalQuery>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| upgrade_required(&e))?;
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuery,
+            e.body_text(),
+        )
+    })?;
+    let size = Size::from_client(q.cols, q.rows);
+    let given = q.cols.is_some() || q.rows.is_some();
+    let (term, fresh) = app
+        .terminals
+        .open(q.terminal_id.as_deref(), size)
+        .map_err(|e| {
+            tracing::error!(error = %e, "terminal: cannot open");
+            match e {
+                TerminalError::TooMany => ApiError::unavailable(e.to_string()),
+                TerminalError::NoLoginUser(_) => ApiError::unavailable(e.to_string()),
+                _ => ApiError::internal(format!("cannot start a shell: {e}")),
+            }
+        })?;
+    let resize = (!fresh && given).then_some(size);
+    let terminals = app.terminals.clone();
+    let on_fail = (fresh, app.terminals.clone(), term.id().to_owned());
+    let channel = Arc::clone(&app.activity.terminal);
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .on_failed_upgrade(move |e| {
+            tracing::warn!(error = %e, "terminal: websocket upgrade failed");
+            let (fresh, terminals, id) = on_fail;
+            if fresh {
+                tokio::spawn(async move { terminals.kill(&id).await });
+            }
+        })
+        .on_upgrade(move |socket| terminal_ws::serve(socket, terminals, term, channel, resize)))
+}
