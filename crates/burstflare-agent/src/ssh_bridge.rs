@@ -25,8 +25,12 @@ use tokio::sync::watch;
 
 use crate::activity::Channel;
 
-/// Size of one TCP read (and so the largest frame the agent sends).
+/// Size of one TCP read.
 pub const READ_BUF: usize = 64 * 1024;
+/// Largest frame the agent sends: data that is already waiting after a read is
+/// coalesced into the same frame, because every frame costs a hop through each
+/// WebSocket relay between here and the client, whatever its size.
+pub const MAX_FRAME: usize = 512 * 1024;
 /// How long the agent waits for the client's Close after sending its own.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -77,7 +81,15 @@ pub async fn bridge(
             };
             match read {
                 Ok(0) => break (close_code::NORMAL, "sshd closed the connection"),
-                Ok(n) => {
+                Ok(mut n) => {
+                    // Take whatever else sshd has written already, without waiting.
+                    while buf.len() < MAX_FRAME {
+                        buf.reserve(READ_BUF);
+                        match tcp_rx.try_read_buf(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(more) => n += more,
+                        }
+                    }
                     channel.output(n);
                     if ws_tx
                         .send(Message::Binary(buf.split().freeze()))

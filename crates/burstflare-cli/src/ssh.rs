@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use burstflare_api::sessions::Session;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -182,6 +182,11 @@ pub fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), CliError> {
     fs::rename(&tmp, path).map_err(fail)
 }
 
+/// Size of one read from stdin.
+const READ_CHUNK: usize = 64 * 1024;
+/// Largest WebSocket frame the proxy sends.
+const MAX_FRAME: usize = 512 * 1024;
+
 /// Runs the stdio proxy: stdin → WebSocket binary frames → the session's
 /// sshd, and back to stdout, until either side closes.
 pub async fn stdio_proxy(ws_url: &str, token: &str, session_label: &str) -> Result<(), CliError> {
@@ -213,19 +218,45 @@ pub async fn stdio_proxy(ws_url: &str, token: &str, session_label: &str) -> Resu
         }
     };
     let (mut sink, mut stream) = ws.split();
-    let upstream = async {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; 64 * 1024];
+    // stdin is read on a thread of its own; chunks that are already waiting
+    // when a frame is sent travel in that frame (each frame costs a hop through
+    // every WebSocket relay on the way, whatever its size).
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(64);
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut stdin = std::io::stdin().lock();
         loop {
-            let n = stdin.read(&mut buf).await?;
-            if n == 0 {
-                let _ = sink.send(Message::Close(None)).await;
-                return Ok::<(), std::io::Error>(());
+            let mut buf = vec![0u8; READ_CHUNK];
+            let result = match stdin.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = result.is_err();
+            if chunks_tx.blocking_send(result).is_err() || failed {
+                return;
             }
-            sink.send(Message::binary(buf[..n].to_vec()))
+        }
+    });
+    let upstream = async {
+        while let Some(chunk) = chunks.recv().await {
+            let mut frame = chunk?;
+            while frame.len() < MAX_FRAME {
+                match chunks.try_recv() {
+                    Ok(more) => frame.extend_from_slice(&more?),
+                    Err(_) => break,
+                }
+            }
+            sink.send(Message::binary(frame))
                 .await
                 .map_err(std::io::Error::other)?;
         }
+        let _ = sink.send(Message::Close(None)).await;
+        Ok::<(), std::io::Error>(())
     };
     let downstream = async {
         let mut stdout = tokio::io::stdout();
