@@ -89,6 +89,10 @@ pub struct SshArgs {
     /// Act as ssh's ProxyCommand: bridge stdin/stdout to the session's sshd.
     #[arg(long)]
     stdio: bool,
+    /// With --stdio: the caller pinned the host keys just now (`burstflare ssh`
+    /// does), so connect without looking the session up again.
+    #[arg(long, hide = true, requires = "stdio")]
+    pinned: bool,
     /// Identity file passed to ssh (`ssh -i`).
     #[arg(short = 'i', long)]
     identity: Option<PathBuf>,
@@ -449,6 +453,11 @@ fn not_running(s: &Session) -> CliError {
 
 pub async fn ssh_command(app: &App, args: SshArgs) -> Result<(), CliError> {
     let client = app.signed_in()?;
+    if args.stdio && args.pinned && args.session.starts_with("ses_") {
+        let token = client.token().unwrap_or_default().to_owned();
+        let label = format!("session {}", args.session);
+        return ssh::stdio_proxy(&client.ssh_ws_url(&args.session), &token, &label).await;
+    }
     let session = resolve(&client, &args.session).await?;
     if session.state != SessionState::Running {
         return Err(not_running(&session));
@@ -463,7 +472,7 @@ pub async fn ssh_command(app: &App, args: SshArgs) -> Result<(), CliError> {
     let mut cmd = Command::new(&ssh_bin);
     cmd.arg("-o")
         .arg(format!(
-            "ProxyCommand={}",
+            "ProxyCommand={} --pinned",
             proxy_command(app, session.id.as_str())?
         ))
         .arg("-o")

@@ -214,6 +214,20 @@ impl SessionCoordinator {
         actor: &str,
         reason: String,
     ) -> ApiResult<()> {
+        self.record(l, to, command, actor, reason)?;
+        self.project_or_retry(&l.rec).await;
+        Ok(())
+    }
+
+    /// Records a transition in the object's storage only; the caller projects.
+    fn record(
+        &self,
+        l: &mut Loaded,
+        to: SessionState,
+        command: Option<SessionCommand>,
+        actor: &str,
+        reason: String,
+    ) -> ApiResult<()> {
         let at = now();
         let event = EventRecord {
             seq: l.rec.state_version + 1,
@@ -230,9 +244,7 @@ impl SessionCoordinator {
         if to == SessionState::Deleted {
             l.rec.deleted_at = Some(at);
         }
-        self.save(l, Some(&event))?;
-        self.project_or_retry(&l.rec).await;
-        Ok(())
+        self.save(l, Some(&event))
     }
 
     /// Records what the runtime reported (no state change, new version).
@@ -427,9 +439,12 @@ impl SessionCoordinator {
             Some(c) => format!("{c} requested (generation {})", l.rec.generation),
             None => format!("starting generation {}", l.rec.generation),
         };
-        self.transition(l, SessionState::Starting, command, actor, reason)
-            .await?;
-        match self.boot(l).await {
+        self.record(l, SessionState::Starting, command, actor, reason)?;
+        // The `starting` projection and the container start overlap: neither
+        // waits for the other, and D1 orders them by version anyway.
+        let starting = l.rec.clone();
+        let (booted, ()) = futures_util::join!(self.boot(l), self.project_or_retry(&starting));
+        match booted {
             Ok(health) => {
                 l.rec.host_keys = health.host_keys;
                 let container = l.private.container.clone().unwrap_or_default();
