@@ -63,6 +63,7 @@ fn main() {
         sessions::killed_container_fails_the_session,
         sessions::sessions_are_private_and_inputs_are_checked,
         sessions::ssh_keys_add_list_remove_and_reject_bad_keys,
+        sessions::agent_restarts_sshd_when_it_dies,
     ];
     // Run one at a time on the shared stack before the others: they restart its runner.
     let serial: Vec<(&str, TestFn)> = tests![

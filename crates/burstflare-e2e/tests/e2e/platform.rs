@@ -329,6 +329,17 @@ pub async fn wrangler_deploy_dry_run_staging_and_production(stack: &Stack) -> Re
                 "{env} dry run does not list {binding}:\n{text}"
             );
         }
+        // Sessions run on Cloudflare Containers there: the coordinator class
+        // is bound to the runtime image, and the adapter is selected.
+        ensure!(
+            text.contains(&format!("burstflare-{env}-sessioncoordinator"))
+                && text.contains("/burstflare-runtime:"),
+            "{env} dry run lists no session container:\n{text}"
+        );
+        ensure!(
+            text.contains("env.SESSION_RUNTIME (\"cloudflare\")"),
+            "{env} does not select the Containers adapter:\n{text}"
+        );
         ensure!(
             text.contains(&format!("burstflare-{env}")),
             "{env} resource names: {text}"

@@ -46,6 +46,22 @@ pub async fn ssh_exec_config_ssh_and_host_key_pinning(stack: &Stack) -> Result<(
     let names = containers_of(&session)?;
     ensure!(names.len() == 1, "containers {names:?}");
     let expected = docker(&["exec", &names[0], "uname", "-a"])?;
+    // The instance type's limits, and ports published on loopback only.
+    let limits = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}",
+        &names[0],
+    ])?;
+    ensure!(
+        limits == "1073741824 1073741824 1000000000 512",
+        "limits {limits}"
+    );
+    let bindings = docker(&["port", &names[0]])?;
+    ensure!(
+        bindings.lines().count() == 2 && bindings.lines().all(|l| l.contains("-> 127.0.0.1:")),
+        "port bindings {bindings}"
+    );
 
     // `burstflare ssh <name> -- uname -a` runs the system ssh through the stdio proxy.
     let key = u.key();
@@ -729,5 +745,41 @@ pub async fn ssh_keys_add_list_remove_and_reject_bad_keys(stack: &Stack) -> Resu
         .send()
         .await?;
     expect_envelope(resp, 404, ErrorCode::SshKeyNotFound).await?;
+    Ok(())
+}
+
+pub async fn agent_restarts_sshd_when_it_dies(stack: &Stack) -> Result<()> {
+    let u = User::new(stack, "sshd").await?;
+    u.add_key().await?;
+    let s = u.running_session("sshd").await?;
+    let names = containers_of(&s)?;
+    ensure!(names.len() == 1);
+    let before = docker(&["exec", &names[0], "pgrep", "-o", "-x", "sshd"])?;
+    docker(&["exec", &names[0], "kill", "-9", &before])?;
+    let key = u.key().display().to_string();
+    let after = eventually(Duration::from_secs(20), "sshd to be back", || async {
+        let pid = Command::new("docker")
+            .args(["exec", &names[0], "pgrep", "-o", "-x", "sshd"])
+            .output()?;
+        let pid = text(&pid.stdout).trim().to_owned();
+        Ok((!pid.is_empty() && pid != before).then_some(pid))
+    })
+    .await?;
+    ensure!(after != before);
+    let out = ok(run(u.cli(&[
+        "ssh",
+        &s.name,
+        "-i",
+        &key,
+        "-o",
+        "BatchMode=yes",
+        "--",
+        "echo",
+        "back",
+    ]))
+    .await?)?;
+    ensure!(text(&out.stdout) == "back\n");
+    // The session never noticed: sshd is the agent's business.
+    ensure!(u.client.get_session(s.id.as_str()).await?.state == SessionState::Running);
     Ok(())
 }
