@@ -153,8 +153,9 @@ pub async fn resolve(client: &Client, reference: &str) -> Result<Session, CliErr
 fn print_session(s: &Session) {
     println!("{} ({})", s.name, s.id);
     println!(
-        "  state          {} (desired {:?})",
-        s.state, s.desired_state
+        "  state          {} (desired {})",
+        s.state,
+        s.desired_state.as_str()
     );
     println!(
         "  runtime        {} {}",
