@@ -31,6 +31,8 @@ pub const ENV_AUTHORIZED_KEYS: &str = "BURSTFLARE_AUTHORIZED_KEYS";
 pub const ENV_SESSION_ID: &str = "BURSTFLARE_SESSION_ID";
 /// Container environment: the agent's listen port (default [`AGENT_PORT`]).
 pub const ENV_AGENT_PORT: &str = "BURSTFLARE_AGENT_PORT";
+/// The runtime image's entrypoint: tini as PID 1 running the agent.
+pub const AGENT_ENTRYPOINT: [&str; 3] = ["/usr/bin/tini", "--", "/usr/local/bin/burstflare-agent"];
 /// The login user of the runtime image.
 pub const LOGIN_USER: &str = "dev";
 

@@ -3,8 +3,8 @@
 //! so each Durable Object owns at most one container, reached through
 //! `ctx.container`.
 //!
-//! Mirrors the runner adapter: `start` passes the environment (the image's
-//! entrypoint, tini → burstflare-agent, is kept), `status` is `running()`,
+//! Mirrors the runner adapter: `start` passes the environment and the
+//! entrypoint (tini → burstflare-agent, as in the image), `status` is `running()`,
 //! `destroy` sends SIGTERM, waits for the exit up to a grace period and then
 //! destroys, and `fetch` goes through `get_tcp_port(port).fetch`, which carries
 //! WebSocket upgrades. CPU and memory come from the container's `instance_type`
@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use burstflare_api::runtime::AGENT_ENTRYPOINT;
 use futures_util::future::{Either, select};
 use worker::{Container, ContainerStartupOptions, Delay, Request, Response, State};
 
@@ -42,6 +43,8 @@ impl CloudflareRuntime {
             return Ok(handle);
         }
         let mut options = ContainerStartupOptions::new();
+        // Explicit, so an image built with another entrypoint still boots the agent.
+        options.set_entrypoint(&AGENT_ENTRYPOINT);
         for (key, value) in &spec.env {
             options.add_env(key, value);
         }
