@@ -57,7 +57,7 @@ fn main() {
         cli::cli_errors_and_exit_codes,
         platform::wrangler_deploy_dry_run_staging_and_production,
         sessions::ssh_exec_config_ssh_and_host_key_pinning,
-        sessions::scp_50mb_round_trip_and_port_forwarding,
+        sessions::scp_rsync_and_port_forwarding,
         sessions::stop_start_restart_delete,
         sessions::concurrent_commands_converge,
         sessions::killed_container_fails_the_session,

@@ -145,7 +145,7 @@ pub async fn ssh_exec_config_ssh_and_host_key_pinning(stack: &Stack) -> Result<(
     Ok(())
 }
 
-pub async fn scp_50mb_round_trip_and_port_forwarding(stack: &Stack) -> Result<()> {
+pub async fn scp_rsync_and_port_forwarding(stack: &Stack) -> Result<()> {
     let u = User::new(stack, "scp").await?;
     u.add_key().await?;
     let s = u.running_session("scp").await?;
@@ -196,6 +196,32 @@ pub async fn scp_50mb_round_trip_and_port_forwarding(stack: &Stack) -> Result<()
     ensure!(
         hex::encode(Sha256::digest(std::fs::read(&back)?)) == want,
         "downloaded copy differs"
+    );
+
+    // rsync over the same ssh config.
+    let tree = u.home.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub"))?;
+    std::fs::write(tree.join("a.txt"), "alpha\n")?;
+    std::fs::write(tree.join("sub/b.txt"), "beta\n")?;
+    let mut rsync = Command::new("rsync");
+    rsync
+        .arg("-a")
+        .arg("-e")
+        .arg(format!(
+            "ssh -F {} -i {} -o BatchMode=yes",
+            u.ssh_config().display(),
+            u.key().display()
+        ))
+        .arg(format!("{}/", tree.display()))
+        .arg(format!("{host}:/home/dev/tree/"))
+        .stdin(Stdio::null());
+    ok(run(rsync).await?)?;
+    let listed =
+        ok(run(u.ssh(&[&host, "cat /home/dev/tree/a.txt /home/dev/tree/sub/b.txt"])).await?)?;
+    ensure!(
+        text(&listed.stdout) == "alpha\nbeta\n",
+        "{}",
+        text(&listed.stdout)
     );
 
     // A server started inside the session, reached through `ssh -L`.
