@@ -12,9 +12,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use burstflare_api::runtime::{
-    AGENT_PORT, ENV_AGENT_PORT, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS, ENV_SESSION_ID, LOGIN_USER,
-    SSH_PORT,
+    AGENT_PORT, ENV_AGENT_PORT, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS, ENV_SESSION_ENV,
+    ENV_SESSION_ID, LOGIN_USER, SSH_PORT,
 };
+
+use crate::session_env::{self, SessionEnv};
 
 /// Override: the sshd binary (default [`DEFAULT_SSHD`]).
 pub const ENV_SSHD: &str = "BURSTFLARE_AGENT_SSHD";
@@ -31,6 +33,12 @@ pub const ENV_SHELL: &str = "BURSTFLARE_AGENT_SHELL";
 pub const ENV_HOST_KEY_DIR: &str = "BURSTFLARE_AGENT_HOST_KEY_DIR";
 /// Override: the `authorized_keys` file (default `~<login user>/.ssh/authorized_keys`).
 pub const ENV_AUTHORIZED_KEYS_FILE: &str = "BURSTFLARE_AGENT_AUTHORIZED_KEYS_FILE";
+/// Override: the pam_env file the session environment goes to (default
+/// [`session_env::DEFAULT_ENVIRONMENT_FILE`]).
+pub const ENV_ENVIRONMENT_FILE: &str = "BURSTFLARE_AGENT_ENVIRONMENT_FILE";
+/// Override: the login-shell script the session environment goes to (default
+/// [`session_env::DEFAULT_PROFILE_ENV_FILE`]).
+pub const ENV_PROFILE_ENV_FILE: &str = "BURSTFLARE_AGENT_PROFILE_ENV_FILE";
 /// Override: the listen address (default `0.0.0.0`).
 pub const ENV_LISTEN_ADDR: &str = "BURSTFLARE_AGENT_LISTEN_ADDR";
 /// Override: how long a detached terminal's shell is kept, in seconds (default 600).
@@ -42,7 +50,9 @@ pub const DEFAULT_HOST_KEY_DIR: &str = "/etc/ssh";
 pub const DEFAULT_TERMINAL_GRACE: Duration = Duration::from_secs(600);
 
 /// Variables that must not leak into the processes the agent starts.
-pub const PRIVATE_ENV: [&str; 2] = [ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS];
+/// (The session environment reaches them as separate variables, or through
+/// the files the agent writes.)
+pub const PRIVATE_ENV: [&str; 3] = [ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS, ENV_SESSION_ENV];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -71,6 +81,10 @@ pub struct Config {
     pub shell: Option<PathBuf>,
     pub host_key_dir: PathBuf,
     pub authorized_keys_file: Option<PathBuf>,
+    /// The session's user environment, filtered (see [`session_env`]).
+    pub session_env: SessionEnv,
+    pub environment_file: Option<PathBuf>,
+    pub profile_env_file: Option<PathBuf>,
     pub terminal_grace: Duration,
 }
 
@@ -88,6 +102,10 @@ impl std::fmt::Debug for Config {
             .field("shell", &self.shell)
             .field("host_key_dir", &self.host_key_dir)
             .field("authorized_keys_file", &self.authorized_keys_file)
+            // Names only: values may be credentials.
+            .field("session_env", &self.session_env.keys().collect::<Vec<_>>())
+            .field("environment_file", &self.environment_file)
+            .field("profile_env_file", &self.profile_env_file)
             .field("terminal_grace", &self.terminal_grace)
             .finish_non_exhaustive()
     }
@@ -100,7 +118,8 @@ impl Config {
     }
 
     /// Reads the configuration through `lookup` (a variable name → its value).
-    /// Empty values count as unset.
+    /// Empty values count as unset. Problems with the session environment are
+    /// logged as warnings and the bad entries dropped; they never fail.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let secret = get(ENV_AGENT_SECRET).ok_or(ConfigError::MissingSecret)?;
@@ -153,6 +172,10 @@ impl Config {
                 })?)
             }
         };
+        let session_env = session_env::parse(&get(ENV_SESSION_ENV).unwrap_or_default());
+        for problem in &session_env.problems {
+            tracing::warn!("{problem}");
+        }
         Ok(Self {
             secret,
             authorized_keys: parse_authorized_keys(
@@ -173,6 +196,9 @@ impl Config {
                 get(ENV_HOST_KEY_DIR).unwrap_or_else(|| DEFAULT_HOST_KEY_DIR.into()),
             ),
             authorized_keys_file: get(ENV_AUTHORIZED_KEYS_FILE).map(PathBuf::from),
+            session_env: session_env.vars,
+            environment_file: get(ENV_ENVIRONMENT_FILE).map(PathBuf::from),
+            profile_env_file: get(ENV_PROFILE_ENV_FILE).map(PathBuf::from),
             terminal_grace,
         })
     }
@@ -223,6 +249,9 @@ mod tests {
         assert_eq!(c.login_user, "dev");
         assert_eq!(c.host_key_dir, PathBuf::from("/etc/ssh"));
         assert_eq!(c.authorized_keys_file, None);
+        assert!(c.session_env.is_empty());
+        assert_eq!(c.environment_file, None);
+        assert_eq!(c.profile_env_file, None);
         assert_eq!(c.terminal_grace, Duration::from_secs(600));
         assert!(c.authorized_keys.is_empty());
         assert!(!format!("{c:?}").contains("s3cret"));
@@ -251,6 +280,28 @@ mod tests {
         );
         let err = config(&[(ENV_AGENT_SECRET, "s"), (ENV_SSHD, "sshd")]).unwrap_err();
         assert!(err.to_string().contains("absolute path"), "{err}");
+    }
+
+    #[test]
+    fn session_env_is_parsed_and_never_fatal() {
+        let c = config(&[
+            (ENV_AGENT_SECRET, "s"),
+            (ENV_SESSION_ENV, r#"{"FOO":"it's","bad name":"x","N":1}"#),
+            (ENV_ENVIRONMENT_FILE, "/tmp/environment"),
+            (ENV_PROFILE_ENV_FILE, "/tmp/env.sh"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.session_env,
+            SessionEnv::from([("FOO".to_owned(), "it's".to_owned())])
+        );
+        assert_eq!(c.environment_file, Some(PathBuf::from("/tmp/environment")));
+        assert_eq!(c.profile_env_file, Some(PathBuf::from("/tmp/env.sh")));
+        let debug = format!("{c:?}");
+        assert!(debug.contains("FOO") && !debug.contains("it's"), "{debug}");
+
+        let c = config(&[(ENV_AGENT_SECRET, "s"), (ENV_SESSION_ENV, "{not json")]).unwrap();
+        assert!(c.session_env.is_empty());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `burstflare-agent`: runs as the child of `tini` inside every session
 //! container (DESIGN.md §5). At start it generates the SSH host keys if they
-//! are missing, installs the login user's `authorized_keys`, and starts and
-//! supervises `sshd -D -e`; then it serves, on one port, authenticated by the
-//! per-session secret in `x-burstflare-agent-token` (401 with the error
-//! envelope otherwise):
+//! are missing, installs the login user's `authorized_keys`, writes the
+//! session's user environment where login sessions read it ([`session_env`]),
+//! and starts and supervises `sshd -D -e`; then it serves, on one port,
+//! authenticated by the per-session secret in `x-burstflare-agent-token` (401
+//! with the error envelope otherwise):
 //!
 //! * `GET /healthz` → `AgentHealth` (`ok` once sshd runs, accepts TCP on the
 //!   SSH target and the host keys exist; `starting` before);
@@ -21,6 +22,11 @@
 //! * `BURSTFLARE_AGENT_SECRET` — required; the agent exits with status 2 without it;
 //! * `BURSTFLARE_AUTHORIZED_KEYS` — newline-separated OpenSSH public keys;
 //! * `BURSTFLARE_SESSION_ID` — for logs; shells inherit it;
+//! * `BURSTFLARE_SESSION_ENV` — the session's user environment, a JSON object
+//!   of strings (bad entries or invalid JSON are logged and ignored). Written
+//!   to `/etc/environment` (pam_env, for SSH sessions) and
+//!   `/etc/profile.d/burstflare-session-env.sh` (login shells: terminals);
+//!   shells the agent runs directly get it in their environment;
 //! * `BURSTFLARE_AGENT_PORT` — listen port (default 7070).
 //!
 //! Overrides for tests and local runs (never set in session containers):
@@ -38,6 +44,10 @@
 //! * `BURSTFLARE_AGENT_AUTHORIZED_KEYS_FILE` — where the keys go (default
 //!   `~<login user>/.ssh/authorized_keys`; a non-root agent without this
 //!   override leaves `authorized_keys` alone rather than touch its own user's);
+//! * `BURSTFLARE_AGENT_ENVIRONMENT_FILE`, `BURSTFLARE_AGENT_PROFILE_ENV_FILE`
+//!   — where the session environment goes (defaults `/etc/environment` and
+//!   `/etc/profile.d/burstflare-session-env.sh`; like `authorized_keys`, a
+//!   non-root agent without these overrides writes neither);
 //! * `BURSTFLARE_AGENT_TERMINAL_GRACE_SECS` — how long a detached shell lives (default 600);
 //! * `RUST_LOG` — log filter (default `info`); logs go to stderr.
 
@@ -48,6 +58,7 @@ pub mod error;
 pub mod keys;
 pub mod procs;
 pub mod server;
+pub mod session_env;
 pub mod ssh_bridge;
 pub mod sshd;
 pub mod terminal;
@@ -106,6 +117,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         e.to_string()
     });
     install_authorized_keys(&config, target.as_ref().ok(), root);
+    install_session_env(&config, root);
     if root && let Err(e) = sshd::ensure_privsep_dir() {
         tracing::error!(dir = sshd::PRIVSEP_DIR, error = %e, "cannot create sshd's privilege separation directory");
     }
@@ -120,7 +132,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let supervisor = Supervisor::spawn(config.sshd.clone(), sshd::sshd_args(&config.host_key_dir));
-    let terminals = Terminals::new(target, config.terminal_grace);
+    let terminals = Terminals::new(target, config.session_env.clone(), config.terminal_grace);
     let state = AppState::new(
         terminals.clone(),
         supervisor.status(),
@@ -191,5 +203,56 @@ fn install_authorized_keys(config: &Config, target: Option<&LoginTarget>, root: 
             "installed authorized_keys"
         ),
         Err(e) => tracing::error!(error = %e, "cannot install authorized_keys"),
+    }
+}
+
+/// Writes the session environment to the pam_env file and the profile script
+/// (see [`session_env`]). Without an override, only a root agent writes (the
+/// files are the system's). Failures are logged: the agent keeps serving.
+fn install_session_env(config: &Config, root: bool) {
+    let vars = &config.session_env;
+    let target = |file: &Option<std::path::PathBuf>, default: &str| match file {
+        Some(path) => Some(path.clone()),
+        None if root => Some(default.into()),
+        None => None,
+    };
+    match target(
+        &config.environment_file,
+        session_env::DEFAULT_ENVIRONMENT_FILE,
+    ) {
+        Some(path) => {
+            let (content, skipped) = session_env::render_environment(vars);
+            for name in &skipped {
+                tracing::warn!(
+                    variable = name,
+                    path = %path.display(),
+                    "pam_env cannot represent the value (it has \", \\, #, a newline, or is too long); \
+                     left out of this file, so only login shells get it"
+                );
+            }
+            match session_env::write_file(&path, &content) {
+                Ok(()) => tracing::info!(
+                    path = %path.display(),
+                    variables = vars.len() - skipped.len(),
+                    "wrote the session environment"
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot write the session environment"),
+            }
+        }
+        None => tracing::info!("not writing the pam_env file (not root)"),
+    }
+    match target(
+        &config.profile_env_file,
+        session_env::DEFAULT_PROFILE_ENV_FILE,
+    ) {
+        Some(path) => match session_env::write_file(&path, &session_env::render_profile(vars)) {
+            Ok(()) => tracing::info!(
+                path = %path.display(),
+                variables = vars.len(),
+                "wrote the session environment"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot write the session environment"),
+        },
+        None => tracing::info!("not writing the profile script (not root)"),
     }
 }

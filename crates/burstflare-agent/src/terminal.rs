@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::PRIVATE_ENV;
 use crate::procs;
+use crate::session_env::SessionEnv;
 use crate::user::{LoginTarget, RUNUSER, ShellMode};
 
 /// Bytes of output kept for replay on reattach.
@@ -211,13 +212,20 @@ impl std::fmt::Debug for Terminal {
 }
 
 impl Terminal {
-    /// Starts the login shell of `target` on a new PTY of `size`.
-    pub fn spawn(id: String, target: &LoginTarget, size: Size) -> Result<Arc<Self>, TerminalError> {
+    /// Starts the login shell of `target` on a new PTY of `size`. A shell run
+    /// directly ([`ShellMode::Direct`]) gets `session_env` in its environment;
+    /// through `runuser` it comes from the profile script instead.
+    pub fn spawn(
+        id: String,
+        target: &LoginTarget,
+        session_env: &SessionEnv,
+        size: Size,
+    ) -> Result<Arc<Self>, TerminalError> {
         let (pty, pts) = pty_process::open().map_err(TerminalError::Pty)?;
         pty.resize(pty_process::Size::new(size.rows, size.cols))
             .map_err(TerminalError::Pty)?;
         let ctl = pty.as_fd().try_clone_to_owned()?;
-        let (program, cmd) = shell_command(target);
+        let (program, cmd) = shell_command(target, session_env);
         let child = cmd.spawn(pts).map_err(|source| TerminalError::Spawn {
             program: program.clone(),
             source,
@@ -382,7 +390,7 @@ impl Terminal {
 }
 
 /// The command that starts `target`'s login shell (see [`crate::user`]).
-fn shell_command(target: &LoginTarget) -> (String, pty_process::Command) {
+fn shell_command(target: &LoginTarget, session_env: &SessionEnv) -> (String, pty_process::Command) {
     let inherited: Vec<(&str, String)> = INHERITED_ENV
         .iter()
         .filter_map(|&k| std::env::var(k).ok().map(|v| (k, v)))
@@ -425,6 +433,11 @@ fn shell_command(target: &LoginTarget) -> (String, pty_process::Command) {
         .env("COLORTERM", "truecolor")
         .envs(inherited)
         .current_dir(home);
+    if target.mode == ShellMode::Direct {
+        // What the profile script does for `runuser` shells, which start
+        // with a clean environment; like it, the user's values win.
+        cmd = cmd.envs(session_env);
+    }
     for var in PRIVATE_ENV {
         cmd = cmd.env_remove(var);
     }
@@ -482,16 +495,23 @@ pub struct Terminals {
 struct Inner {
     map: Mutex<HashMap<String, Arc<Terminal>>>,
     target: Result<LoginTarget, String>,
+    session_env: SessionEnv,
     grace: Duration,
 }
 
 impl Terminals {
-    /// `target` is the login user, or why there is none (terminals then fail).
-    pub fn new(target: Result<LoginTarget, String>, grace: Duration) -> Self {
+    /// `target` is the login user, or why there is none (terminals then fail);
+    /// `session_env` is the session's user environment (see [`Terminal::spawn`]).
+    pub fn new(
+        target: Result<LoginTarget, String>,
+        session_env: SessionEnv,
+        grace: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 map: Mutex::new(HashMap::new()),
                 target,
+                session_env,
                 grace,
             }),
         }
@@ -517,7 +537,7 @@ impl Terminals {
             if map.len() >= MAX_TERMINALS {
                 return Err(TerminalError::TooMany);
             }
-            let term = Terminal::spawn(new_id()?, target, size)?;
+            let term = Terminal::spawn(new_id()?, target, &self.inner.session_env, size)?;
             map.insert(term.id.clone(), Arc::clone(&term));
             term
         };

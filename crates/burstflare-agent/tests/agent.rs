@@ -31,6 +31,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const KEYS: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyOne one@test\n\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyTwo two@test\n";
+/// `BURSTFLARE_SESSION_ENV`: good entries, one pam_env cannot hold (`"`), and
+/// entries the agent drops (a bad name, a reserved name, a number).
+const SESSION_ENV: &str = r#"{"FOO":"bar","QUOTED":"it's a \"quoted-value\"","SPACES":"  two  words  ",
+    "LITERAL":"$HOME","bad-name":"x","BURSTFLARE_AGENT_SHELL":"/bin/false","NUM":7}"#;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -89,6 +93,15 @@ impl AgentBuilder {
             .env(
                 "BURSTFLARE_AGENT_AUTHORIZED_KEYS_FILE",
                 dir.path().join("home/.ssh/authorized_keys"),
+            )
+            .env("BURSTFLARE_SESSION_ENV", SESSION_ENV)
+            .env(
+                "BURSTFLARE_AGENT_ENVIRONMENT_FILE",
+                dir.path().join("environment"),
+            )
+            .env(
+                "BURSTFLARE_AGENT_PROFILE_ENV_FILE",
+                dir.path().join("session-env.sh"),
             )
             .env(
                 "BURSTFLARE_AGENT_TERMINAL_GRACE_SECS",
@@ -586,6 +599,71 @@ async fn boots_keys_and_reports_health() {
         !agent.logs().contains(&agent.secret),
         "the secret is logged"
     );
+}
+
+/// The lines of `path` that are not comments.
+fn content_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn session_env_reaches_the_files_and_the_terminal() {
+    let (target, _conns) = echo_server().await;
+    let agent = AgentBuilder::new(target).start();
+
+    // pam_env's file: sorted, and without the value it cannot represent.
+    let environment = agent.dir.path().join("environment");
+    assert_eq!(
+        content_lines(&environment),
+        [
+            "FOO=\"bar\"",
+            "LITERAL=\"$HOME\"",
+            "SPACES=\"  two  words  \""
+        ]
+    );
+    // The login shells' script: every value, single-quoted.
+    let profile = agent.dir.path().join("session-env.sh");
+    assert_eq!(
+        content_lines(&profile),
+        [
+            "export FOO='bar'",
+            "export LITERAL='$HOME'",
+            r#"export QUOTED='it'\''s a "quoted-value"'"#,
+            "export SPACES='  two  words  '",
+        ]
+    );
+    for f in [&environment, &profile] {
+        assert_eq!(std::fs::metadata(f).unwrap().mode() & 0o777, 0o644);
+    }
+    let logs = agent.logs();
+    for dropped in ["bad-name", "BURSTFLARE_AGENT_SHELL", "NUM", "QUOTED"] {
+        assert!(
+            logs.contains(dropped),
+            "no warning about {dropped}:\n{logs}"
+        );
+    }
+    assert!(!logs.contains("quoted-value"), "a value is logged:\n{logs}");
+
+    // A shell the agent runs itself gets the variables, literally, and not
+    // the JSON they came in.
+    let (mut t, _) = Term::open(&agent, "").await;
+    t.send(concat!(
+        "printf 'env-[%s]-[%s]-[%s]-[%s]-[%s]\\n' \"$FOO\" \"$QUOTED\" \"$SPACES\" \"$LITERAL\" ",
+        "\"${BURSTFLARE_SESSION_ENV-unset}\"; echo mark-$((2+3))\n"
+    ))
+    .await;
+    let out = t.expect("mark-5").await;
+    assert!(
+        out.contains(r#"env-[bar]-[it's a "quoted-value"]-[  two  words  ]-[$HOME]-[unset]"#),
+        "{out}"
+    );
+    t.send("exit\n").await;
+    t.until_closed().await;
 }
 
 #[tokio::test]

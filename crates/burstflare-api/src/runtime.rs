@@ -31,6 +31,9 @@ pub const ENV_AUTHORIZED_KEYS: &str = "BURSTFLARE_AUTHORIZED_KEYS";
 pub const ENV_SESSION_ID: &str = "BURSTFLARE_SESSION_ID";
 /// Container environment: the agent's listen port (default [`AGENT_PORT`]).
 pub const ENV_AGENT_PORT: &str = "BURSTFLARE_AGENT_PORT";
+/// Container environment: the session's user environment as a JSON object
+/// (string → string); the agent makes it visible to SSH sessions and terminals.
+pub const ENV_SESSION_ENV: &str = "BURSTFLARE_SESSION_ENV";
 /// The runtime image's entrypoint: tini as PID 1 running the agent.
 pub const AGENT_ENTRYPOINT: [&str; 3] = ["/usr/bin/tini", "--", "/usr/local/bin/burstflare-agent"];
 /// The login user of the runtime image.

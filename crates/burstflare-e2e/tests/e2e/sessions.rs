@@ -38,7 +38,16 @@ pub async fn ssh_exec_config_ssh_and_host_key_pinning(stack: &Stack) -> Result<(
     let u = User::new(stack, "ssh").await?;
     u.add_key().await?;
     let name = format!("s1-{}", unique().replace('-', ""));
-    let created = ok(run(u.cli(&["session", "create", &name, "--start", "--json"])).await?)?;
+    let created = ok(run(u.cli(&[
+        "session",
+        "create",
+        &name,
+        "--start",
+        "--json",
+        "--env",
+        "GREETING=hello 'quoted' $HOME",
+    ]))
+    .await?)?;
     let session: Session = serde_json::from_slice(&created.stdout)?;
     ensure!(session.state == SessionState::Running, "{session:?}");
     ensure!(!session.ssh_host_keys.is_empty(), "no host keys recorded");
@@ -111,6 +120,18 @@ pub async fn ssh_exec_config_ssh_and_host_key_pinning(stack: &Stack) -> Result<(
         text(&out.stdout) == "ok\nsudo-ok\n",
         "{}",
         text(&out.stdout)
+    );
+    // The session's environment reaches SSH commands, literally.
+    let out = ok(run(u.ssh(&[&format!("bf-{name}"), "printenv GREETING"])).await?)?;
+    ensure!(
+        text(&out.stdout) == "hello 'quoted' $HOME\n",
+        "{}",
+        text(&out.stdout)
+    );
+    let env = ok(run(u.ssh(&[&format!("bf-{name}"), "env"])).await?)?;
+    ensure!(
+        !text(&env.stdout).contains("BURSTFLARE_AGENT_SECRET"),
+        "the agent secret leaked into the login environment"
     );
 
     // A host key that did not come from the control plane is refused: ssh

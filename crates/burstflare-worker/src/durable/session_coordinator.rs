@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use burstflare_api::runtime::{
     AGENT_PORT, AGENT_TOKEN_HEADER, AgentHealth, AgentStatus, ENV_AGENT_SECRET,
-    ENV_AUTHORIZED_KEYS, ENV_SESSION_ID, ResourceLimits,
+    ENV_AUTHORIZED_KEYS, ENV_SESSION_ENV, ENV_SESSION_ID, ResourceLimits,
 };
 use burstflare_api::sessions::CommandResult;
 use burstflare_api::{ErrorCode, ErrorEnvelope};
@@ -499,6 +499,12 @@ impl SessionCoordinator {
         let mut env: BTreeMap<String, String> = l.rec.spec.env.clone();
         env.insert(ENV_AGENT_SECRET.into(), secret.clone());
         env.insert(ENV_SESSION_ID.into(), l.rec.id.clone());
+        // Login sessions (sshd, `runuser -l`) start with a clean environment;
+        // the agent republishes the user's variables for them.
+        env.insert(
+            ENV_SESSION_ENV.into(),
+            serde_json::to_string(&l.rec.spec.env).map_err(|e| e.to_string())?,
+        );
         env.insert(
             ENV_AUTHORIZED_KEYS.into(),
             keys.iter()
