@@ -144,6 +144,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let app = server::router(state, Secret::new(&config.secret));
 
     let mut server = tokio::spawn(async move {
+        // Small SSH packets (key exchange, keystrokes) must not wait for
+        // delayed ACKs: no Nagle on the connections the control plane opens.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.wait_for(|s| *s).await;

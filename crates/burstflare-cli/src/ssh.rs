@@ -197,7 +197,8 @@ pub async fn stdio_proxy(ws_url: &str, token: &str, session_label: &str) -> Resu
         .parse()
         .map_err(|_| CliError::user("the saved token is not a valid header value"))?;
     request.headers_mut().insert("authorization", auth);
-    let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+    // Nagle off: interactive SSH sends many small packets.
+    let (ws, _) = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok(ok) => ok,
         Err(tungstenite::Error::Http(resp)) => {
             let status = resp.status().as_u16();

@@ -16,7 +16,7 @@
 //!   this object's code.
 //!
 //! Internal HTTP interface (called by `services::sessions` only):
-//! `POST /create` (a new [`SessionRecord`]), `POST /command`
+//! `POST /create` ([`CreateRequest`]: a new record, optionally started), `POST /command`
 //! ([`CommandRequest`]), `GET /session`, `GET /ssh` (WebSocket), and
 //! `GET|POST /ping` (diagnostics).
 //!
@@ -61,6 +61,14 @@ pub struct SessionCoordinator {
     state: State,
     env: Env,
     lock: Mutex<()>,
+}
+
+/// `POST /create`: the new session, started right away when `start` is set
+/// (one call instead of two when the caller asked for `start: true`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub record: SessionRecord,
+    pub start: bool,
 }
 
 /// `POST /command`.
@@ -730,8 +738,19 @@ impl SessionCoordinator {
             (Method::Get, "/ping") => pong(&self.state, self.pings(false)?),
             (Method::Post, "/ping") => pong(&self.state, self.pings(true)?),
             (Method::Post, "/create") => {
-                let rec: SessionRecord = req.json().await?;
-                ok_json(&self.create(rec).await?)
+                let create: CreateRequest = req.json().await?;
+                let actor = create.record.owner_id.clone();
+                let rec = self.create(create.record).await?;
+                if !create.start {
+                    return ok_json(&rec.to_api()?);
+                }
+                let started = self
+                    .command(CommandRequest {
+                        command: SessionCommand::Start,
+                        actor,
+                    })
+                    .await?;
+                ok_json(&started.session)
             }
             (Method::Post, "/command") => {
                 let cmd: CommandRequest = req.json().await?;

@@ -24,7 +24,7 @@ use worker::{Method, Request, Response};
 use super::tokens::parse_limit;
 use super::{new_id, parse_id};
 use crate::auth::Caller;
-use crate::durable::session_coordinator::{self as coordinator, CommandRequest};
+use crate::durable::session_coordinator::{self as coordinator, CommandRequest, CreateRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::platform::var;
 use crate::routes::Ctx;
@@ -89,14 +89,20 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> Ap
         updated_at: ctx.now,
         deleted_at: None,
     };
-    let rec: SessionRecord =
-        coordinator::call(&ctx.env, id.as_str(), Method::Post, "/create", Some(&rec)).await?;
-    if req.start {
-        return Ok(command(ctx, caller, id.as_str(), SessionCommand::Start)
-            .await?
-            .session);
-    }
-    rec.to_api()
+    let create = CreateRequest {
+        record: rec,
+        start: req.start,
+    };
+    // With `start`, the result is the started session (`Session` either way).
+    let session: Session = coordinator::call(
+        &ctx.env,
+        id.as_str(),
+        Method::Post,
+        "/create",
+        Some(&create),
+    )
+    .await?;
+    Ok(session)
 }
 
 /// The workspace a new session goes to: the requested one if the caller may
