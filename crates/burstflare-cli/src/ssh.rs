@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 
 use burstflare_api::sessions::Session;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -259,23 +258,37 @@ pub async fn stdio_proxy(ws_url: &str, token: &str, session_label: &str) -> Resu
         let _ = sink.send(Message::Close(None)).await;
         Ok::<(), std::io::Error>(())
     };
+    // stdout is written by a thread of its own, so a frame is one write
+    // syscall without a hop through the runtime's blocking pool.
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        while let Some(bytes) = out_rx.blocking_recv() {
+            stdout.write_all(&bytes)?;
+            stdout.flush()?;
+        }
+        Ok(())
+    });
     let downstream = async {
-        let mut stdout = tokio::io::stdout();
+        let broken = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdout closed");
         while let Some(msg) = stream.next().await {
             match msg.map_err(std::io::Error::other)? {
-                Message::Binary(b) => {
-                    stdout.write_all(&b).await?;
-                    stdout.flush().await?;
-                }
-                Message::Text(t) => {
-                    stdout.write_all(t.as_bytes()).await?;
-                    stdout.flush().await?;
-                }
+                Message::Binary(b) => out_tx.send(b.into()).await.map_err(|_| broken())?,
+                Message::Text(t) => out_tx
+                    .send(t.as_bytes().to_vec())
+                    .await
+                    .map_err(|_| broken())?,
                 Message::Close(_) => break,
                 _ => {}
             }
         }
-        Ok::<(), std::io::Error>(())
+        drop(out_tx);
+        // Everything received is on stdout before the proxy exits.
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|_| std::io::Error::other("the stdout writer panicked"))?
     };
     // Whichever side finishes first ends the connection (ssh closes stdin
     // when it is done; sshd closes the stream when the session ends).
