@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod ids;
+pub mod policy;
 pub mod schema;
 pub mod session;
 pub mod ssh_key;

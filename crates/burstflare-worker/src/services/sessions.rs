@@ -16,7 +16,7 @@ use burstflare_api::{ErrorCode, Page, WorkspaceKind};
 use burstflare_domain::session::{validate_env_name, validate_persisted_paths};
 use burstflare_domain::{
     DesiredState, InstanceType, Role, SessionCommand, SessionId, SessionName, SessionState,
-    account::FieldError,
+    account::FieldError, policy,
 };
 use serde_json::json;
 use worker::{Method, Request, Response};
@@ -130,13 +130,22 @@ async fn writable_workspace(
             .find(|m| m.to_api().is_ok_and(|w| w.kind == WorkspaceKind::Personal))
             .ok_or_else(|| ApiError::internal("caller has no personal workspace"))?,
     };
-    if chosen.role.parse::<Role>().ok() == Some(Role::Viewer) {
-        return Err(ApiError::new(
+    let role: Role = chosen
+        .role
+        .parse()
+        .map_err(|_| ApiError::internal(format!("stored role {:?}", chosen.role)))?;
+    let ctx = policy::Context {
+        // Only the membership kind matters for creating sessions.
+        owners: 1,
+        personal: chosen.kind == "personal",
+    };
+    policy::authorize(role, policy::Action::CreateSession, ctx).map_err(|denied| {
+        ApiError::new(
             403,
             ErrorCode::Forbidden,
-            "viewers cannot create sessions in this workspace",
-        ));
-    }
+            format!("cannot create a session here: {denied}"),
+        )
+    })?;
     Ok(chosen.id.clone())
 }
 
