@@ -420,12 +420,16 @@ pub async fn concurrent_commands_converge(stack: &Stack) -> Result<()> {
         "SELECT state, state_version, generation FROM sessions WHERE id = '{}'",
         s.id
     ))?;
-    let want = format!(
-        "\"state\": \"{}\",\n        \"state_version\": {},\n        \"generation\": {}",
-        from_do.session.state, from_do.session.state_version, from_do.session.generation
-    );
+    // `wrangler d1 execute --json`: one result set per statement.
+    let parsed: serde_json::Value = serde_json::from_str(&rows)?;
+    let row = &parsed[0]["results"][0];
+    let want = serde_json::json!({
+        "state": from_do.session.state,
+        "state_version": from_do.session.state_version,
+        "generation": from_do.session.generation,
+    });
     ensure!(
-        rows.contains(&want),
+        *row == want,
         "D1 projection differs from the coordinator:\n{rows}\nwant {want}"
     );
     ensure!(
