@@ -34,6 +34,10 @@ pub enum ErrorCode {
     ProbeNotFound,
     /// The email is registered already.
     EmailTaken,
+    /// Registration needs a Turnstile token.
+    TurnstileRequired,
+    /// Turnstile's siteverify rejected the token; `details.error_codes` says why.
+    TurnstileFailed,
     WorkspaceNotFound,
     SessionNotFound,
     /// A session with this name exists in the workspace already.

@@ -36,6 +36,10 @@ pub fn timestamp(ms: i64) -> OffsetDateTime {
 pub struct RegisterRequest {
     pub email: String,
     pub display_name: String,
+    /// The Turnstile token from the sign-up page (required unless the
+    /// deployment disables Turnstile, as local development does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turnstile_token: Option<String>,
 }
 
 /// A user as the API shows it.

@@ -78,6 +78,9 @@ enum AuthCommand {
         /// The name other people see.
         #[arg(long)]
         name: String,
+        /// A Turnstile token, where the deployment requires one (the web sign-up page solves the challenge).
+        #[arg(long, env = "BURSTFLARE_TURNSTILE_TOKEN")]
+        turnstile_token: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -260,12 +263,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Auth(AuthCommand::Register { email, name, json }) => {
+        Command::Auth(AuthCommand::Register {
+            email,
+            name,
+            turnstile_token,
+            json,
+        }) => {
             let client = app.anonymous()?;
             let resp = client
                 .register(&RegisterRequest {
                     email: email.clone(),
                     display_name: name,
+                    turnstile_token,
                 })
                 .await
                 .map_err(|e| CliError::from_client(format!("could not register {email}"), e))?;

@@ -17,6 +17,7 @@
 //! run standalone, the harness asks xtask to bootstrap and build first.
 
 pub mod runner;
+pub mod siteverify;
 pub mod stack;
 pub mod user;
 

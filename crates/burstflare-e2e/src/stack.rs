@@ -193,6 +193,11 @@ pub struct Stack {
 impl Stack {
     /// Starts a stack; with `migrate`, applies the D1 migrations first.
     pub fn start(tools: &Tools, migrate: bool) -> Result<Self> {
+        Self::start_with(tools, migrate, &[])
+    }
+
+    /// Starts a stack with extra Worker variables (`--var NAME:value`).
+    pub fn start_with(tools: &Tools, migrate: bool, vars: &[(&str, &str)]) -> Result<Self> {
         let config = tools.config("dev")?;
         let state = tempfile::Builder::new()
             .prefix("burstflare-e2e-")
@@ -223,6 +228,10 @@ impl Stack {
             .args(["--var", &format!("RUNNER_URL:{}", runner.url)])
             .args(["--var", &format!("RUNNER_SECRET:{}", runner.secret)])
             .args(["--var", &format!("RUNTIME_IMAGE:{}", tools.runtime_image)])
+            .args(
+                vars.iter()
+                    .flat_map(|(k, v)| ["--var".to_owned(), format!("{k}:{v}")]),
+            )
             // A dev registry of its own: stacks share worker and queue names, and
             // wrangler would otherwise route queue messages between them.
             .env("WRANGLER_REGISTRY_PATH", state.path().join("registry"))
@@ -324,6 +333,7 @@ impl Stack {
             .register(&RegisterRequest {
                 email,
                 display_name: name.to_owned(),
+                turnstile_token: None,
             })
             .await
             .context("register")?;

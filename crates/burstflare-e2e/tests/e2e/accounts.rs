@@ -4,8 +4,9 @@ use anyhow::{Context, Result, ensure};
 use burstflare_api::{CreateTokenRequest, ErrorCode, RegisterRequest, WorkspaceKind};
 use burstflare_cli::client::Client;
 use burstflare_domain::{Role, TokenKind};
-use burstflare_e2e::Stack;
+use burstflare_e2e::siteverify::Siteverify;
 use burstflare_e2e::stack::unique;
+use burstflare_e2e::{Stack, Tools};
 
 use crate::support::{expect_api_error, expect_envelope};
 
@@ -16,6 +17,7 @@ pub async fn register_creates_user_workspace_and_token(stack: &Stack) -> Result<
         .register(&RegisterRequest {
             email: email.clone(),
             display_name: "  Ada Lovelace ".into(),
+            turnstile_token: None,
         })
         .await?;
     ensure!(
@@ -64,6 +66,7 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
         .register(&RegisterRequest {
             email: email.clone(),
             display_name: "Dup".into(),
+            turnstile_token: None,
         })
         .await?;
     let err = expect_api_error(
@@ -71,6 +74,7 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
             .register(&RegisterRequest {
                 email: email.to_uppercase(),
                 display_name: "Dup 2".into(),
+                turnstile_token: None,
             })
             .await,
         409,
@@ -90,6 +94,7 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
                 .register(&RegisterRequest {
                     email: bad.into(),
                     display_name: "X".into(),
+                    turnstile_token: None,
                 })
                 .await,
             400,
@@ -106,6 +111,7 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
             .register(&RegisterRequest {
                 email: format!("n-{}@example.test", unique()),
                 display_name: "  ".into(),
+                turnstile_token: None,
             })
             .await,
         400,
@@ -347,5 +353,99 @@ pub async fn tokens_are_isolated_between_users(stack: &Stack) -> Result<()> {
     // Alice's PAT authenticates as Alice only.
     let me = alice.with_token(Some(alice_pat.token)).me().await?;
     ensure!(me.user.id != bob_reg.user.id);
+    Ok(())
+}
+
+/// Own stack: registration with Turnstile required, against the local
+/// siteverify stand-in.
+pub async fn registration_requires_a_valid_turnstile_token(tools: &Tools) -> Result<()> {
+    let siteverify = Siteverify::start("e2e-turnstile-secret").await?;
+    let vars = [
+        ("TURNSTILE_REQUIRED".to_owned(), "true".to_owned()),
+        (
+            "TURNSTILE_SITEVERIFY_URL".to_owned(),
+            siteverify.url.clone(),
+        ),
+        ("TURNSTILE_SECRET".to_owned(), siteverify.secret.clone()),
+    ];
+    let tools = tools.clone();
+    let stack = tokio::task::spawn_blocking(move || {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Stack::start_with(&tools, true, &vars)
+    })
+    .await??;
+    let client = stack.client()?;
+    let request = |token: Option<&str>| RegisterRequest {
+        email: format!("turnstile-{}@example.test", unique()),
+        display_name: "T".into(),
+        turnstile_token: token.map(str::to_owned),
+    };
+    let err = expect_api_error(
+        client.register(&request(None)).await,
+        400,
+        ErrorCode::TurnstileRequired,
+    )?;
+    ensure!(err.details["field"] == "turnstile_token", "{err:?}");
+    ensure!(
+        siteverify.requests().is_empty(),
+        "no token, no siteverify call"
+    );
+
+    let err = expect_api_error(
+        client.register(&request(Some("fail-123"))).await,
+        400,
+        ErrorCode::TurnstileFailed,
+    )?;
+    ensure!(
+        err.details["error_codes"][0] == "invalid-input-response",
+        "{err:?}"
+    );
+    ensure!(
+        err.message.contains("invalid-input-response"),
+        "{}",
+        err.message
+    );
+
+    let ok = client.register(&request(Some("pass-123"))).await?;
+    ensure!(ok.user.display_name == "T");
+    let sent = siteverify.requests();
+    ensure!(sent.len() == 2, "{sent:?}");
+    for form in &sent {
+        ensure!(
+            form.get("secret").map(String::as_str) == Some("e2e-turnstile-secret"),
+            "{form:?}"
+        );
+        ensure!(
+            form.get("remoteip").is_some_and(|ip| !ip.is_empty()),
+            "no remoteip: {form:?}"
+        );
+    }
+    ensure!(sent[1].get("response").map(String::as_str) == Some("pass-123"));
+
+    // The CLI passes the token through.
+    let home = tempfile::tempdir()?;
+    let out = std::process::Command::new(&stack.tools.cli)
+        .args(["--api-url", &stack.url, "auth", "register", "--email"])
+        .arg(format!("cli-turnstile-{}@example.test", unique()))
+        .args(["--name", "C", "--turnstile-token", "pass-cli"])
+        .env("BURSTFLARE_CONFIG_DIR", home.path())
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(&stack.tools.cli)
+        .args(["--api-url", &stack.url, "auth", "register", "--email"])
+        .arg(format!("cli-turnstile-{}@example.test", unique()))
+        .args(["--name", "C"])
+        .env("BURSTFLARE_CONFIG_DIR", home.path())
+        .env("NO_COLOR", "1")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1) && stderr.contains("turnstile_required"),
+        "{stderr}"
+    );
     Ok(())
 }

@@ -70,9 +70,15 @@ fn main() {
         sessions::runner_restart_keeps_sessions_reachable,
         sessions::docker_down_fails_the_session_with_the_reason,
     ];
-    let isolated: Vec<(&str, IsolatedFn)> = vec![("platform::schema_drift_is_reported", |t| {
-        Box::pin(platform::schema_drift_is_reported(t))
-    })];
+    let isolated: Vec<(&str, IsolatedFn)> = vec![
+        ("platform::schema_drift_is_reported", |t| {
+            Box::pin(platform::schema_drift_is_reported(t))
+        }),
+        (
+            "accounts::registration_requires_a_valid_turnstile_token",
+            |t| Box::pin(accounts::registration_requires_a_valid_turnstile_token(t)),
+        ),
+    ];
     let wanted = |name: &str| {
         let filtered = args.filter.as_deref().is_none_or(|f| {
             if args.exact {
@@ -119,7 +125,9 @@ fn main() {
                 })
             })
             .collect();
-        failed |= libtest_mimic::run(&args, trials).has_failed();
+        let mut one_at_a_time = args.clone();
+        one_at_a_time.test_threads = Some(1);
+        failed |= libtest_mimic::run(&one_at_a_time, trials).has_failed();
     }
     if !run_shared {
         std::process::exit(i32::from(failed) * 101);

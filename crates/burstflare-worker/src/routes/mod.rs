@@ -69,7 +69,8 @@ async fn dispatch(mut req: Request, ctx: &Ctx, method: &str, path: &str) -> ApiR
         Route::Health => health::respond(ctx).await,
         Route::Register => {
             let body: RegisterRequest = read_json(&mut req, MAX_JSON_BODY_BYTES).await?;
-            json_response(201, &accounts::register(ctx, body).await?)
+            let ip = req.headers().get("cf-connecting-ip").ok().flatten();
+            json_response(201, &accounts::register(ctx, body, ip.as_deref()).await?)
         }
         Route::Me => {
             let caller = authenticate(ctx, &req).await?;

@@ -29,9 +29,14 @@ fn email_taken(email: &Email) -> ApiError {
 
 /// Creates a user, their personal workspace (as owner) and an access token,
 /// atomically.
-pub async fn register(ctx: &Ctx, req: RegisterRequest) -> ApiResult<RegisterResponse> {
+pub async fn register(
+    ctx: &Ctx,
+    req: RegisterRequest,
+    remote_ip: Option<&str>,
+) -> ApiResult<RegisterResponse> {
     let email = Email::parse(&req.email)?;
     let display_name = DisplayName::parse(&req.display_name)?;
+    super::turnstile::verify(ctx, req.turnstile_token.as_deref(), remote_ip).await?;
     if users::email_exists(&ctx.env, email.as_str()).await? {
         return Err(email_taken(&email));
     }

@@ -8,6 +8,7 @@ pub mod reconcile;
 pub mod sessions;
 pub mod ssh_keys;
 pub mod tokens;
+pub mod turnstile;
 
 use burstflare_api::ErrorCode;
 use burstflare_domain::ids::InvalidId;
