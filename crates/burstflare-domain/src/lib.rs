@@ -11,6 +11,7 @@
 pub mod account;
 pub mod ids;
 pub mod policy;
+pub mod recovery;
 pub mod schema;
 pub mod session;
 pub mod ssh_key;
