@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod diagnostics;
 pub mod health;
+pub mod paging;
 pub mod reconcile;
 pub mod sessions;
 pub mod ssh_keys;

@@ -21,14 +21,14 @@ use burstflare_domain::{
 use serde_json::json;
 use worker::{Method, Request, Response};
 
-use super::tokens::parse_limit;
+use super::paging::{bad_query, cut_page, decode_keyset, encode_keyset, parse_limit};
 use super::{new_id, parse_id};
 use crate::auth::Caller;
 use crate::durable::session_coordinator::{self as coordinator, CommandRequest, CreateRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::platform::var;
 use crate::routes::Ctx;
-use crate::store::sessions::{self as store, After, ListFilter, SessionRecord};
+use crate::store::sessions::{self as store, ListFilter, SessionRecord};
 use crate::store::users;
 
 /// The image sessions boot until templates supply one.
@@ -161,31 +161,6 @@ pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> ApiResult<Session> {
     owned(ctx, caller, id).await?.to_api()
 }
 
-fn encode_cursor(r: &SessionRecord) -> String {
-    hex::encode(format!("{}:{}", r.created_at, r.id))
-}
-
-fn decode_cursor(raw: &str) -> ApiResult<After> {
-    let bad = || {
-        ApiError::new(
-            400,
-            ErrorCode::InvalidQuery,
-            format!("cursor {raw:?} is not one this server issued"),
-        )
-        .with_details(json!({ "param": "cursor" }))
-    };
-    let text = hex::decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    id.parse::<SessionId>().map_err(|_| bad())?;
-    Ok(After {
-        created_at: at.parse().map_err(|_| bad())?,
-        id: id.to_owned(),
-    })
-}
-
 /// Query of `GET /sessions`.
 pub struct ListQuery {
     pub limit: Option<String>,
@@ -196,10 +171,11 @@ pub struct ListQuery {
 
 pub async fn list(ctx: &Ctx, caller: &Caller, q: ListQuery) -> ApiResult<Page<Session>> {
     let limit = parse_limit(q.limit.as_deref())?;
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let bad_query = |param: &str, e: String| {
-        ApiError::new(400, ErrorCode::InvalidQuery, e).with_details(json!({ "param": param }))
-    };
+    let after = q
+        .cursor
+        .as_deref()
+        .map(decode_keyset::<SessionId>)
+        .transpose()?;
     if let Some(n) = &q.name {
         SessionName::parse(n).map_err(|e| bad_query("name", e.message))?;
     }
@@ -218,12 +194,7 @@ pub async fn list(ctx: &Ctx, caller: &Caller, q: ListQuery) -> ApiResult<Page<Se
         },
     )
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut rows, limit, |r| encode_keyset(r.created_at, &r.id));
     let items = rows
         .iter()
         .map(SessionRecord::to_api)
@@ -257,21 +228,14 @@ pub async fn events(
     let after_seq = match after {
         None => 0,
         Some(raw) => raw.parse::<i64>().map_err(|_| {
-            ApiError::new(
-                400,
-                ErrorCode::InvalidQuery,
+            bad_query(
+                "after",
                 format!("after {raw:?} must be an event seq (integer)"),
             )
-            .with_details(json!({ "param": "after" }))
         })?,
     };
     let mut rows = store::events(&ctx.env, &rec.id, after_seq, limit + 1).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut rows, limit, |e| e.seq.to_string());
     Ok(Page {
         items: rows.iter().map(|e| e.to_api()).collect(),
         next_cursor,

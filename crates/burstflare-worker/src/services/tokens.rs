@@ -1,18 +1,16 @@
 //! Personal access tokens: create, list (cursor-paginated), revoke.
 
-use burstflare_api::{
-    CreateTokenRequest, DEFAULT_PAGE_SIZE, ErrorCode, IssuedToken, MAX_PAGE_SIZE, Page, TokenInfo,
-};
+use burstflare_api::{CreateTokenRequest, ErrorCode, IssuedToken, Page, TokenInfo};
 use burstflare_domain::token::token_expiry;
 use burstflare_domain::{TokenId, TokenKind, TokenName};
-use serde_json::json;
 
+use super::paging::{cut_page, decode_keyset, encode_keyset, parse_limit};
 use super::{new_id, new_secret, parse_id};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Ctx;
 use crate::store::d1;
-use crate::store::tokens::{self, After, NewToken};
+use crate::store::tokens::{self, NewToken};
 
 pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateTokenRequest) -> ApiResult<IssuedToken> {
     let name = TokenName::parse(&req.name)?;
@@ -39,48 +37,6 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateTokenRequest) -> ApiR
     })
 }
 
-fn bad_query(param: &str, message: String) -> ApiError {
-    ApiError::new(400, ErrorCode::InvalidQuery, message).with_details(json!({ "param": param }))
-}
-
-/// Parses `?limit=`.
-pub fn parse_limit(raw: Option<&str>) -> ApiResult<u32> {
-    match raw {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-            _ => Err(bad_query(
-                "limit",
-                format!("limit {s:?} must be an integer from 1 to {MAX_PAGE_SIZE}"),
-            )),
-        },
-    }
-}
-
-fn encode_cursor(row: &tokens::TokenRow) -> String {
-    hex::encode(format!("{}:{}", row.created_at, row.id))
-}
-
-fn decode_cursor(raw: &str) -> ApiResult<After> {
-    let bad = || {
-        bad_query(
-            "cursor",
-            format!("cursor {raw:?} is not one this server issued"),
-        )
-    };
-    let text = hex::decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    let created_at = at.parse().map_err(|_| bad())?;
-    id.parse::<TokenId>().map_err(|_| bad())?;
-    Ok(After {
-        created_at,
-        id: id.to_owned(),
-    })
-}
-
 pub async fn list(
     ctx: &Ctx,
     caller: &Caller,
@@ -88,7 +44,7 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> ApiResult<Page<TokenInfo>> {
     let limit = parse_limit(limit)?;
-    let after = cursor.map(decode_cursor).transpose()?;
+    let after = cursor.map(decode_keyset::<TokenId>).transpose()?;
     // One extra row tells whether another page exists.
     let mut rows = tokens::list(
         &ctx.env,
@@ -98,12 +54,7 @@ pub async fn list(
         limit + 1,
     )
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut rows, limit, |r| encode_keyset(r.created_at, &r.id));
     let items = rows
         .iter()
         .map(|r| r.to_api())

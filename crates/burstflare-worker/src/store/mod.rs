@@ -8,3 +8,10 @@ pub mod sessions;
 pub mod ssh_keys;
 pub mod tokens;
 pub mod users;
+
+/// Keyset position of a `(created_at, id)`-ordered list page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub created_at: i64,
+    pub id: String,
+}

@@ -229,11 +229,7 @@ pub async fn find_owned(env: &Env, id: &str, owner_id: &str) -> ApiResult<Option
     row.map(SessionRow::into_record).transpose()
 }
 
-/// Keyset position for list pagination.
-pub struct After {
-    pub created_at: i64,
-    pub id: String,
-}
+pub use super::After;
 
 /// Filters of a session list.
 pub struct ListFilter<'a> {

@@ -121,11 +121,7 @@ pub async fn touch(env: &Env, id: &str, now: i64) -> ApiResult<()> {
     Ok(())
 }
 
-/// A keyset position: rows strictly after (older than) it are returned.
-pub struct After {
-    pub created_at: i64,
-    pub id: String,
-}
+pub use super::After;
 
 /// A user's tokens of `kind`, newest first, `limit` rows after `after`.
 pub async fn list(
