@@ -57,6 +57,48 @@ pub enum ErrorCode {
     Unavailable,
     /// The D1 schema does not match the Worker (health only).
     SchemaDrift,
+    /// A cookie-authenticated mutation without the matching `X-CSRF-Token`.
+    CsrfFailed,
+    /// Too many requests; retry after `Retry-After` seconds (`details.retry_after_secs`).
+    RateLimited,
+    /// A refresh token was presented after it had been exchanged: the whole
+    /// signed-in session is revoked (possible theft).
+    RefreshTokenReused,
+    AuthSessionNotFound,
+    /// The WebAuthn challenge is unknown, used already or expired.
+    ChallengeInvalid,
+    /// The passkey response failed verification; `details.reason` says which check.
+    PasskeyRejected,
+    PasskeyNotFound,
+    /// The passkey is registered already.
+    PasskeyExists,
+    /// Deleting this would leave the account without a way to sign in.
+    LastSignInMethod,
+    /// The email/recovery-code pair is not valid (or the code was used).
+    InvalidRecoveryCode,
+    /// RFC 8628: the user has not approved the device yet; poll again.
+    AuthorizationPending,
+    /// RFC 8628: polling too fast; `details.interval` is the new interval in seconds.
+    SlowDown,
+    /// RFC 8628: the device code expired; start `burstflare login` again.
+    ExpiredToken,
+    /// RFC 8628: the user denied the device.
+    AccessDenied,
+    /// The device code is unknown or was exchanged already.
+    InvalidGrant,
+    DeviceRequestNotFound,
+    /// The device request was decided already.
+    DeviceRequestDecided,
+    InviteNotFound,
+    /// The invite expired, was revoked or was accepted already.
+    InviteUnavailable,
+    /// The invite is for another email address.
+    InviteEmailMismatch,
+    /// The user is a member of the workspace already.
+    AlreadyMember,
+    MemberNotFound,
+    /// The workspace would be left without an owner.
+    LastOwner,
     /// Something went wrong on our side; quote the request id when reporting it.
     Internal,
     /// A code this client does not know yet (newer server).

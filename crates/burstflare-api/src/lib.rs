@@ -5,7 +5,9 @@
 //! JSON. Timestamps are RFC 3339 strings in UTC.
 
 pub mod error;
+pub mod identity;
 pub mod ops;
+pub mod routes;
 pub mod runtime;
 pub mod sessions;
 
@@ -40,6 +42,9 @@ pub struct RegisterRequest {
     /// deployment disables Turnstile, as local development does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turnstile_token: Option<String>,
+    /// `browser` signs the new user in with a cookie; anything else gets tokens.
+    #[serde(default)]
+    pub client: identity::ClientKind,
 }
 
 /// A user as the API shows it.
@@ -95,12 +100,16 @@ pub struct IssuedToken {
     pub info: TokenInfo,
 }
 
-/// Response of `POST /api/v1/auth/register`.
+/// Response of `POST /api/v1/auth/register`: the new user is signed in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterResponse {
     pub user: User,
     pub workspace: WorkspaceMembership,
-    pub access_token: IssuedToken,
+    pub session: identity::AuthSession,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<identity::Credentials>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// Response of `GET /api/v1/me`.
@@ -108,8 +117,10 @@ pub struct RegisterResponse {
 pub struct Me {
     pub user: User,
     pub workspaces: Vec<WorkspaceMembership>,
-    /// The token this request authenticated with.
-    pub token: TokenInfo,
+    /// The token this request authenticated with (none for a browser cookie).
+    pub token: Option<TokenInfo>,
+    /// The signed-in session this request belongs to (none for personal tokens).
+    pub session: Option<identity::AuthSession>,
 }
 
 /// `POST /api/v1/auth/tokens`.

@@ -12,6 +12,17 @@ use burstflare_api::{
     RegisterResponse, TokenInfo,
 };
 use burstflare_domain::SessionCommand;
+use std::sync::Arc;
+
+use burstflare_api::WorkspaceMembership;
+use burstflare_api::identity::{
+    AcceptInviteRequest, AuditEvent, AuthSession, ChangeRoleRequest, CreateInviteRequest,
+    CreateWorkspaceRequest, CreatedInvite, Credentials, DeviceCodeRequest, DeviceCodeResponse,
+    DeviceRequest, DeviceTokenRequest, Empty, Invite, LogoutAll, Member, Passkey, PasskeyCeremony,
+    PasskeyLoginOptionsRequest, PasskeyLoginRequest, RecoveryCodes, RecoveryLoginRequest,
+    RecoveryStatus, RefreshRequest, RegisterPasskeyRequest, RenameWorkspaceRequest, SignedIn,
+    UpdateSettingsRequest, Workspace,
+};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -69,11 +80,56 @@ pub struct HealthReport {
     pub health: Health,
 }
 
-#[derive(Debug, Clone)]
+/// The tokens of a signed-in session, as the CLI stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SessionTokens {
+    pub access_token: String,
+    /// Unix seconds; refreshed a minute before.
+    pub access_expires_at: Option<i64>,
+    pub refresh_token: String,
+}
+
+impl SessionTokens {
+    pub fn from_credentials(c: &Credentials) -> Self {
+        Self {
+            access_token: c.access_token.token.clone(),
+            access_expires_at: c.access_token.info.expires_at.map(|t| t.unix_timestamp()),
+            refresh_token: c.refresh_token.clone(),
+        }
+    }
+
+    fn expiring(&self) -> bool {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.access_expires_at.is_some_and(|at| at - 60 <= now)
+    }
+}
+
+/// Called with the new tokens after every refresh, to persist them.
+pub type PersistTokens = Arc<dyn Fn(&SessionTokens) + Send + Sync>;
+
+/// A signed-in session whose access token is refreshed as needed.
+struct Refreshing {
+    tokens: std::sync::Mutex<SessionTokens>,
+    /// One refresh at a time: a refresh token is good for one exchange.
+    gate: tokio::sync::Mutex<()>,
+    persist: Option<PersistTokens>,
+}
+
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    session: Option<Arc<Refreshing>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("refreshing", &self.session.is_some())
+            .finish()
+    }
 }
 
 impl Client {
@@ -95,7 +151,96 @@ impl Client {
             .timeout(Duration::from_secs(300))
             .build()
             .map_err(|e| bad(&e.to_string()))?;
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            base,
+            token,
+            session: None,
+        })
+    }
+
+    /// A client for a signed-in session: the access token is refreshed a
+    /// minute before it expires (and once after a 401), and `persist` is
+    /// told the new tokens.
+    pub fn with_session(&self, tokens: SessionTokens, persist: Option<PersistTokens>) -> Self {
+        Self {
+            token: None,
+            session: Some(Arc::new(Refreshing {
+                tokens: std::sync::Mutex::new(tokens),
+                gate: tokio::sync::Mutex::new(()),
+                persist,
+            })),
+            ..self.clone()
+        }
+    }
+
+    fn current_token(&self) -> Option<String> {
+        match &self.session {
+            Some(s) => s.tokens.lock().ok().map(|t| t.access_token.clone()),
+            None => self.token.clone(),
+        }
+    }
+
+    /// The session's tokens now (after any refresh).
+    pub fn session_tokens(&self) -> Option<SessionTokens> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.tokens.lock().ok().map(|t| t.clone()))
+    }
+
+    /// Exchanges the refresh token for a new pair, unless another task did
+    /// since `seen` was read.
+    async fn refresh_session(&self, seen: &str) -> Result<(), ClientError> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        let _one_at_a_time = session.gate.lock().await;
+        let current = session.tokens.lock().ok().map(|t| t.clone());
+        let Some(current) = current else {
+            return Ok(());
+        };
+        if current.access_token != seen {
+            return Ok(());
+        }
+        let req = RefreshRequest {
+            refresh_token: current.refresh_token.clone(),
+        };
+        let (status, url, bytes) = self
+            .send_once(Method::POST, "/auth/token/refresh", Some(&req), None)
+            .await?;
+        if !status.is_success() {
+            return Err(api_error(status, url, &bytes));
+        }
+        let creds: Credentials =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+                url,
+                status: status.as_u16(),
+                detail: e.to_string(),
+            })?;
+        let next = SessionTokens::from_credentials(&creds);
+        if let Ok(mut t) = session.tokens.lock() {
+            *t = next.clone();
+        }
+        if let Some(persist) = &session.persist {
+            persist(&next);
+        }
+        Ok(())
+    }
+
+    /// A valid access token, refreshing first if it is about to expire
+    /// (for the WebSocket routes, which cannot retry after a 401).
+    pub async fn fresh_token(&self) -> Result<Option<String>, ClientError> {
+        if let Some(session) = &self.session {
+            let expiring = session
+                .tokens
+                .lock()
+                .ok()
+                .map(|t| (t.expiring(), t.access_token.clone()));
+            if let Some((true, seen)) = expiring {
+                self.refresh_session(&seen).await?;
+            }
+        }
+        Ok(self.current_token())
     }
 
     pub fn base_url(&self) -> &Url {
@@ -105,6 +250,7 @@ impl Client {
     pub fn with_token(&self, token: Option<String>) -> Self {
         Self {
             token,
+            session: None,
             ..self.clone()
         }
     }
@@ -120,9 +266,37 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<(StatusCode, String, Vec<u8>), ClientError> {
+        let mut retried = false;
+        let mut token = self.fresh_token().await?;
+        loop {
+            let (status, url, bytes) = self
+                .send_once(method.clone(), path, body, token.as_deref())
+                .await?;
+            // An access token revoked or expired early: refresh once and retry.
+            if status == StatusCode::UNAUTHORIZED
+                && self.session.is_some()
+                && !retried
+                && let Some(seen) = &token
+            {
+                retried = true;
+                self.refresh_session(seen).await?;
+                token = self.current_token();
+                continue;
+            }
+            return Ok((status, url, bytes));
+        }
+    }
+
+    async fn send_once<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        token: Option<&str>,
+    ) -> Result<(StatusCode, String, Vec<u8>), ClientError> {
         let url = self.url(path);
         let mut req = self.http.request(method, &url);
-        if let Some(token) = &self.token {
+        if let Some(token) = token {
             req = req.bearer_auth(token);
         }
         if let Some(body) = body {
@@ -252,6 +426,262 @@ impl Client {
     }
 }
 
+/// Identity: sessions and tokens, passkeys, recovery codes, device login.
+impl Client {
+    pub async fn refresh(&self, req: &RefreshRequest) -> Result<Credentials, ClientError> {
+        self.call(Method::POST, "/auth/token/refresh", Some(req))
+            .await
+    }
+
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.call_empty(Method::POST, "/auth/logout", Some(&Empty {}))
+            .await
+    }
+
+    pub async fn logout_all(&self) -> Result<LogoutAll, ClientError> {
+        self.call(Method::POST, "/auth/logout-all", Some(&Empty {}))
+            .await
+    }
+
+    pub async fn auth_sessions(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuthSession>, ClientError> {
+        let path = list_path(
+            "/auth/sessions",
+            Some(burstflare_api::MAX_PAGE_SIZE),
+            cursor,
+        );
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn revoke_auth_session(&self, id: &str) -> Result<AuthSession, ClientError> {
+        let path = format!("/auth/sessions/{}", encode_segment(id));
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    pub async fn passkey_register_options(&self) -> Result<PasskeyCeremony, ClientError> {
+        self.call(Method::POST, "/auth/passkeys/options", Some(&Empty {}))
+            .await
+    }
+
+    pub async fn register_passkey(
+        &self,
+        req: &RegisterPasskeyRequest,
+    ) -> Result<Passkey, ClientError> {
+        self.call(Method::POST, "/auth/passkeys", Some(req)).await
+    }
+
+    pub async fn passkeys(&self) -> Result<Vec<Passkey>, ClientError> {
+        self.call::<(), _>(Method::GET, "/auth/passkeys", None)
+            .await
+    }
+
+    pub async fn delete_passkey(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/auth/passkeys/{}", encode_segment(id));
+        self.call_empty::<()>(Method::DELETE, &path, None).await
+    }
+
+    pub async fn passkey_login_options(
+        &self,
+        req: &PasskeyLoginOptionsRequest,
+    ) -> Result<PasskeyCeremony, ClientError> {
+        self.call(Method::POST, "/auth/login/passkey/options", Some(req))
+            .await
+    }
+
+    pub async fn passkey_login(&self, req: &PasskeyLoginRequest) -> Result<SignedIn, ClientError> {
+        self.call(Method::POST, "/auth/login/passkey", Some(req))
+            .await
+    }
+
+    pub async fn recovery_codes(&self) -> Result<RecoveryStatus, ClientError> {
+        self.call::<(), _>(Method::GET, "/auth/recovery-codes", None)
+            .await
+    }
+
+    pub async fn generate_recovery_codes(&self) -> Result<RecoveryCodes, ClientError> {
+        self.call(Method::POST, "/auth/recovery-codes", Some(&Empty {}))
+            .await
+    }
+
+    pub async fn recovery_login(
+        &self,
+        req: &RecoveryLoginRequest,
+    ) -> Result<SignedIn, ClientError> {
+        self.call(Method::POST, "/auth/login/recovery", Some(req))
+            .await
+    }
+
+    pub async fn device_code(
+        &self,
+        req: &DeviceCodeRequest,
+    ) -> Result<DeviceCodeResponse, ClientError> {
+        self.call(Method::POST, "/auth/device/code", Some(req))
+            .await
+    }
+
+    pub async fn device_token(&self, req: &DeviceTokenRequest) -> Result<SignedIn, ClientError> {
+        self.call(Method::POST, "/auth/device/token", Some(req))
+            .await
+    }
+
+    pub async fn device_request(&self, user_code: &str) -> Result<DeviceRequest, ClientError> {
+        let path = format!("/auth/device/{}", encode_segment(user_code));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn decide_device(
+        &self,
+        user_code: &str,
+        approve: bool,
+    ) -> Result<DeviceRequest, ClientError> {
+        let verb = if approve { "approve" } else { "deny" };
+        let path = format!("/auth/device/{}/{verb}", encode_segment(user_code));
+        self.call(Method::POST, &path, Some(&Empty {})).await
+    }
+
+    /// A call whose success has no body (204).
+    async fn call_empty<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        let (status, url, bytes) = self.send(method, path, body).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(api_error(status, url, &bytes))
+        }
+    }
+}
+
+/// Workspaces, members, invites and the audit log.
+impl Client {
+    pub async fn workspaces(&self) -> Result<Vec<Workspace>, ClientError> {
+        self.call::<(), _>(Method::GET, "/workspaces", None).await
+    }
+
+    pub async fn create_workspace(
+        &self,
+        req: &CreateWorkspaceRequest,
+    ) -> Result<Workspace, ClientError> {
+        self.call(Method::POST, "/workspaces", Some(req)).await
+    }
+
+    pub async fn workspace(&self, id: &str) -> Result<Workspace, ClientError> {
+        let path = format!("/workspaces/{}", encode_segment(id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn rename_workspace(
+        &self,
+        id: &str,
+        req: &RenameWorkspaceRequest,
+    ) -> Result<Workspace, ClientError> {
+        let path = format!("/workspaces/{}", encode_segment(id));
+        self.call(Method::PATCH, &path, Some(req)).await
+    }
+
+    pub async fn update_workspace_settings(
+        &self,
+        id: &str,
+        req: &UpdateSettingsRequest,
+    ) -> Result<Workspace, ClientError> {
+        let path = format!("/workspaces/{}/settings", encode_segment(id));
+        self.call(Method::PATCH, &path, Some(req)).await
+    }
+
+    pub async fn members(&self, id: &str) -> Result<Vec<Member>, ClientError> {
+        let path = format!("/workspaces/{}/members", encode_segment(id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn change_role(
+        &self,
+        id: &str,
+        user_id: &str,
+        req: &ChangeRoleRequest,
+    ) -> Result<Member, ClientError> {
+        let path = format!(
+            "/workspaces/{}/members/{}",
+            encode_segment(id),
+            encode_segment(user_id)
+        );
+        self.call(Method::PATCH, &path, Some(req)).await
+    }
+
+    pub async fn remove_member(&self, id: &str, user_id: &str) -> Result<(), ClientError> {
+        let path = format!(
+            "/workspaces/{}/members/{}",
+            encode_segment(id),
+            encode_segment(user_id)
+        );
+        self.call_empty::<()>(Method::DELETE, &path, None).await
+    }
+
+    pub async fn leave_workspace(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/workspaces/{}/leave", encode_segment(id));
+        self.call_empty(Method::POST, &path, Some(&Empty {})).await
+    }
+
+    pub async fn invites(&self, id: &str) -> Result<Page<Invite>, ClientError> {
+        let path = list_path(
+            &format!("/workspaces/{}/invites", encode_segment(id)),
+            Some(burstflare_api::MAX_PAGE_SIZE),
+            None,
+        );
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn invite(
+        &self,
+        id: &str,
+        req: &CreateInviteRequest,
+    ) -> Result<CreatedInvite, ClientError> {
+        let path = format!("/workspaces/{}/invites", encode_segment(id));
+        self.call(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn revoke_invite(&self, id: &str, invite_id: &str) -> Result<Invite, ClientError> {
+        let path = format!(
+            "/workspaces/{}/invites/{}",
+            encode_segment(id),
+            encode_segment(invite_id)
+        );
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    pub async fn accept_invite(
+        &self,
+        req: &AcceptInviteRequest,
+    ) -> Result<WorkspaceMembership, ClientError> {
+        self.call(Method::POST, "/invites/accept", Some(req)).await
+    }
+
+    /// One page of a workspace's audit log; `query` holds `action`, `actor`,
+    /// `since`, `until` (any subset).
+    pub async fn audit(
+        &self,
+        id: &str,
+        query: &[(&str, &str)],
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<AuditEvent>, ClientError> {
+        let mut path = list_path(
+            &format!("/workspaces/{}/audit", encode_segment(id)),
+            limit,
+            cursor,
+        );
+        for (k, v) in query {
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str(&format!("{k}={}", encode_segment(v)));
+        }
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+}
+
 impl Client {
     pub async fn create_session(&self, req: &CreateSessionRequest) -> Result<Session, ClientError> {
         self.call(Method::POST, "/sessions", Some(req)).await
@@ -337,18 +767,8 @@ impl Client {
     }
 
     pub async fn remove_ssh_key(&self, id: &str) -> Result<(), ClientError> {
-        let (status, url, bytes) = self
-            .send::<()>(
-                Method::DELETE,
-                &format!("/ssh-keys/{}", encode_segment(id)),
-                None,
-            )
-            .await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(api_error(status, url, &bytes))
-        }
+        let path = format!("/ssh-keys/{}", encode_segment(id));
+        self.call_empty::<()>(Method::DELETE, &path, None).await
     }
 
     /// The `ws(s)://` URL of a session's SSH bridge.
@@ -363,8 +783,9 @@ impl Client {
         }
     }
 
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    /// The access token in use now (see [`Client::fresh_token`]).
+    pub fn token(&self) -> Option<String> {
+        self.current_token()
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::client::SessionTokens;
 use crate::error::CliError;
 
 /// The API the CLI talks to when nothing else is configured: a local `cargo xtask dev`.
@@ -33,11 +34,33 @@ pub struct Credentials {
     pub hosts: BTreeMap<String, HostCredentials>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the CLI holds for one API URL: a personal access token (`token`
+/// alone), or a signed-in session (`token` is its access token, refreshed
+/// with `refresh_token` before `access_expires_at`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HostCredentials {
     pub token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<i64>,
+    /// The workspace commands use by default (`burstflare workspace use`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+}
+
+impl HostCredentials {
+    /// The session tokens, when these are a signed-in session's.
+    pub fn session(&self) -> Option<SessionTokens> {
+        self.refresh_token.as_ref().map(|r| SessionTokens {
+            access_token: self.token.clone(),
+            access_expires_at: self.access_expires_at,
+            refresh_token: r.clone(),
+        })
+    }
 }
 
 /// Where the CLI keeps its files.
@@ -107,21 +130,18 @@ impl ConfigDir {
         read_toml(&self.credentials_path())
     }
 
-    /// Stores `token` for `api_url`, creating the file with mode 0600.
-    pub fn save_token(
+    /// Changes what is stored for `api_url` (`None` removes it), writing
+    /// the file with mode 0600.
+    pub fn update_host(
         &self,
         api_url: &str,
-        token: &str,
-        email: Option<&str>,
+        change: impl FnOnce(Option<HostCredentials>) -> Option<HostCredentials>,
     ) -> Result<PathBuf, CliError> {
         let mut creds = self.load_credentials()?;
-        creds.hosts.insert(
-            normalize_url(api_url),
-            HostCredentials {
-                token: token.to_owned(),
-                email: email.map(str::to_owned),
-            },
-        );
+        let key = normalize_url(api_url);
+        if let Some(h) = change(creds.hosts.remove(&key)) {
+            creds.hosts.insert(key, h);
+        }
         let path = self.credentials_path();
         let text = toml::to_string(&creds)
             .map_err(|e| CliError::unexpected("cannot encode credentials").cause(e.to_string()))?;
@@ -129,13 +149,54 @@ impl ConfigDir {
         Ok(path)
     }
 
-    /// The stored token for `api_url`, if any.
-    pub fn token_for(&self, api_url: &str) -> Result<Option<String>, CliError> {
+    /// Stores a personal access token for `api_url` (replacing any session).
+    pub fn save_token(
+        &self,
+        api_url: &str,
+        token: &str,
+        email: Option<&str>,
+    ) -> Result<PathBuf, CliError> {
+        self.update_host(api_url, |old| {
+            Some(HostCredentials {
+                token: token.to_owned(),
+                email: email.map(str::to_owned),
+                workspace_id: old.and_then(|o| o.workspace_id),
+                ..HostCredentials::default()
+            })
+        })
+    }
+
+    /// Stores a signed-in session's tokens for `api_url`.
+    pub fn save_session(
+        &self,
+        api_url: &str,
+        tokens: &SessionTokens,
+        email: Option<&str>,
+    ) -> Result<PathBuf, CliError> {
+        self.update_host(api_url, |old| {
+            let old = old.unwrap_or_default();
+            Some(HostCredentials {
+                token: tokens.access_token.clone(),
+                refresh_token: Some(tokens.refresh_token.clone()),
+                access_expires_at: tokens.access_expires_at,
+                email: email.map(str::to_owned).or(old.email),
+                workspace_id: old.workspace_id,
+            })
+        })
+    }
+
+    /// What is stored for `api_url`, if anything.
+    pub fn host(&self, api_url: &str) -> Result<Option<HostCredentials>, CliError> {
         Ok(self
             .load_credentials()?
             .hosts
             .get(&normalize_url(api_url))
-            .map(|h| h.token.clone()))
+            .cloned())
+    }
+
+    /// The stored token for `api_url`, if any.
+    pub fn token_for(&self, api_url: &str) -> Result<Option<String>, CliError> {
+        Ok(self.host(api_url)?.map(|h| h.token))
     }
 }
 
@@ -183,6 +244,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ConfigDir::at(tmp.path().join("bf"));
         assert_eq!(dir.token_for("http://a").unwrap(), None);
+        let session = SessionTokens {
+            access_token: "bf_at_s".into(),
+            access_expires_at: Some(100),
+            refresh_token: "bf_rt_s".into(),
+        };
+        dir.save_session("http://c", &session, Some("c@example.com"))
+            .unwrap();
+        let host = dir.host("http://c/").unwrap().unwrap();
+        assert_eq!(host.session(), Some(session));
+        assert_eq!(host.email.as_deref(), Some("c@example.com"));
         dir.save_token("http://a/", "bf_at_1", Some("a@example.com"))
             .unwrap();
         dir.save_token("http://b", "bf_at_2", None).unwrap();

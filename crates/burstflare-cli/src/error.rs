@@ -82,8 +82,23 @@ impl CliError {
             ClientError::Api { body, .. } => {
                 let base = Self::user(context);
                 match body.code {
-                    ErrorCode::Unauthenticated | ErrorCode::InvalidToken => base.hint(
-                        "sign in again: `burstflare auth register` (or set BURSTFLARE_TOKEN to a valid token)",
+                    ErrorCode::Unauthenticated
+                    | ErrorCode::InvalidToken
+                    | ErrorCode::RefreshTokenReused => base.hint(
+                        "sign in again: `burstflare login` (or set BURSTFLARE_TOKEN to a valid token)",
+                    ),
+                    ErrorCode::RateLimited => base.hint(format!(
+                        "wait {} s and try again",
+                        body.details
+                            .get("retry_after_secs")
+                            .and_then(|s| s.as_u64())
+                            .unwrap_or(60)
+                    )),
+                    ErrorCode::Forbidden => {
+                        base.hint("ask an admin or owner of the workspace (`burstflare workspace members`)")
+                    }
+                    ErrorCode::LastOwner => base.hint(
+                        "make another member owner first (`burstflare workspace role <user> owner`)",
                     ),
                     ErrorCode::EmailTaken => base.hint("that email is registered already; use its token"),
                     ErrorCode::SessionNameTaken => {

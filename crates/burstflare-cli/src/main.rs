@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use burstflare_api::ops::{CreateProbeRequest, HealthState, ProbeStageStatus};
 use burstflare_api::{CreateTokenRequest, RegisterRequest, TokenInfo};
-use burstflare_cli::client::Client;
+use std::sync::Arc;
+
+use burstflare_cli::client::{Client, PersistTokens, SessionTokens};
 use burstflare_cli::config::{ConfigDir, DEFAULT_API_URL, normalize_url};
 use burstflare_cli::error::CliError;
 use clap::{Args, Parser, Subcommand};
@@ -39,9 +41,19 @@ enum Command {
     Status(JsonFlag),
     /// Show who you are signed in as.
     Whoami(JsonFlag),
-    /// Accounts and tokens.
+    /// Sign in: approve this computer from a browser where you are signed in.
+    Login(JsonFlag),
+    /// Sign out (the session ends on the server too) and forget the credentials.
+    Logout,
+    /// Accounts, sign-in sessions, passkeys, recovery codes and tokens.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Team workspaces, members, roles and invites.
+    #[command(subcommand)]
+    Workspace(commands::workspaces::WorkspaceCmd),
+    /// A workspace's audit log.
+    #[command(subcommand)]
+    Audit(commands::workspaces::AuditCmd),
     /// Show or change the CLI's settings (`config.toml`).
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -87,6 +99,20 @@ enum AuthCommand {
     /// Personal access tokens for automation.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Where you are signed in; sign one out.
+    #[command(subcommand)]
+    Sessions(commands::identity::SessionsCmd),
+    /// Sign out everywhere: every session and every token (including this one).
+    LogoutAll(JsonFlag),
+    /// Your passkeys.
+    #[command(subcommand)]
+    Passkeys(commands::identity::PasskeysCmd),
+    /// One-time recovery codes, for when passkeys are lost.
+    #[command(subcommand)]
+    RecoveryCodes(commands::identity::RecoveryCmd),
+    /// Approve or deny a `burstflare login` from another device.
+    #[command(subcommand)]
+    Device(commands::identity::DeviceCmd),
 }
 
 #[derive(Subcommand)]
@@ -163,21 +189,40 @@ impl App {
             .map_err(|e| CliError::from_client("cannot use the configured API URL", e))
     }
 
-    /// A client with the token from `BURSTFLARE_TOKEN` or the credentials file.
+    /// A client with the token from `BURSTFLARE_TOKEN`, or the credentials
+    /// file's session (refreshed as needed, and saved back) or token.
     pub fn signed_in(&self) -> Result<Client, CliError> {
-        let token = match std::env::var("BURSTFLARE_TOKEN")
+        if let Some(t) = std::env::var("BURSTFLARE_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
         {
-            Some(t) => Some(t),
-            None => self.dir.token_for(&self.api_url)?,
-        };
-        let Some(token) = token else {
+            return Ok(self.anonymous()?.with_token(Some(t)));
+        }
+        let Some(host) = self
+            .dir
+            .host(&self.api_url)?
+            .filter(|h| !h.token.is_empty())
+        else {
             return Err(CliError::user(format!("not signed in to {}", self.api_url)).hint(
-                "run `burstflare auth register --email you@example.com --name \"Your Name\"`, or set BURSTFLARE_TOKEN",
+                "run `burstflare login` (or `burstflare auth register --email you@example.com --name \"Your Name\"`), or set BURSTFLARE_TOKEN",
             ));
         };
-        Ok(self.anonymous()?.with_token(Some(token)))
+        match host.session() {
+            Some(tokens) => {
+                let dir = self.dir.clone();
+                let url = self.api_url.clone();
+                let persist: PersistTokens = Arc::new(move |t: &SessionTokens| {
+                    if let Err(e) = dir.save_session(&url, t, None) {
+                        eprintln!(
+                            "warning: could not save refreshed credentials: {}",
+                            e.render()
+                        );
+                    }
+                });
+                Ok(self.anonymous()?.with_session(tokens, Some(persist)))
+            }
+            None => Ok(self.anonymous()?.with_token(Some(host.token))),
+        }
     }
 }
 
@@ -243,10 +288,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 "{} <{}> ({})",
                 me.user.display_name, me.user.email, me.user.id
             );
-            println!(
-                "API: {}  token: {} ({})",
-                app.api_url, me.token.prefix, me.token.name
-            );
+            match (&me.session, &me.token) {
+                (Some(s), _) => println!(
+                    "API: {}  session: {} ({}, signed in by {})",
+                    app.api_url,
+                    s.id,
+                    s.client.as_str(),
+                    s.method
+                ),
+                (None, Some(t)) => {
+                    println!("API: {}  token: {} ({})", app.api_url, t.prefix, t.name)
+                }
+                (None, None) => println!("API: {}", app.api_url),
+            }
             print_table(
                 &["WORKSPACE", "SLUG", "KIND", "ROLE"],
                 &me.workspaces
@@ -275,12 +329,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     email: email.clone(),
                     display_name: name,
                     turnstile_token,
+                    client: burstflare_api::identity::ClientKind::Cli,
                 })
                 .await
                 .map_err(|e| CliError::from_client(format!("could not register {email}"), e))?;
-            let path = app.dir.save_token(
+            let Some(creds) = &resp.credentials else {
+                return Err(CliError::unexpected(
+                    "the server answered the registration without tokens",
+                ));
+            };
+            let path = app.dir.save_session(
                 &app.api_url,
-                &resp.access_token.token,
+                &SessionTokens::from_credentials(creds),
                 Some(&resp.user.email),
             )?;
             if json.json {
@@ -299,6 +359,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Auth(AuthCommand::Token(cmd)) => token(&app, cmd).await,
+        Command::Auth(AuthCommand::Sessions(cmd)) => commands::identity::sessions(&app, cmd).await,
+        Command::Auth(AuthCommand::LogoutAll(flag)) => {
+            commands::identity::logout_all(&app, flag).await
+        }
+        Command::Auth(AuthCommand::Passkeys(cmd)) => commands::identity::passkeys(&app, cmd).await,
+        Command::Auth(AuthCommand::RecoveryCodes(cmd)) => {
+            commands::identity::recovery(&app, cmd).await
+        }
+        Command::Auth(AuthCommand::Device(cmd)) => commands::identity::device(&app, cmd).await,
+        Command::Login(flag) => commands::identity::login(&app, flag).await,
+        Command::Logout => commands::identity::logout(&app).await,
+        Command::Workspace(cmd) => commands::workspaces::workspace(&app, cmd).await,
+        Command::Audit(cmd) => commands::workspaces::audit(&app, cmd).await,
         Command::Config(ConfigCommand::Show(flag)) => {
             let signed_in = app.dir.token_for(&app.api_url)?.is_some();
             let shown = serde_json::json!({

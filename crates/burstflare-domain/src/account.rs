@@ -150,6 +150,23 @@ impl TokenName {
     }
 }
 
+/// A workspace's display name (1–64 characters, no control characters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct WorkspaceName(String);
+
+impl WorkspaceName {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        parse_label("name", raw, Self::MAX_CHARS).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A workspace slug: 3–40 of `[a-z0-9-]`, starting with a letter, no `--`,
 /// not ending in `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -180,8 +197,13 @@ impl WorkspaceSlug {
     /// Derives a personal workspace slug from an email's local part plus a
     /// caller-supplied disambiguating suffix (random, from the caller).
     pub fn personal(email: &Email, suffix: &str) -> Self {
-        let mut base: String = email
-            .local_part()
+        Self::derive(email.local_part(), suffix)
+    }
+
+    /// Derives a slug from any text (a team workspace's name) plus a
+    /// caller-supplied random suffix.
+    pub fn derive(text: &str, suffix: &str) -> Self {
+        let mut base: String = text
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() {

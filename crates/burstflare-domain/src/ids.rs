@@ -108,6 +108,18 @@ typed_id!(/// A user's registered SSH public key.
     SshKeyId, "key", "SSH key");
 typed_id!(/// A diagnostics probe that exercises every platform binding.
     ProbeId, "prb", "probe");
+typed_id!(/// A signed-in session of a user (a browser, the CLI or an API client).
+    AuthSessionId, "aus", "auth session");
+typed_id!(/// A registered passkey (WebAuthn credential).
+    PasskeyId, "pk", "passkey");
+typed_id!(/// A pending WebAuthn ceremony (single-use challenge).
+    ChallengeId, "chl", "challenge");
+typed_id!(/// A device-authorization request (`burstflare login`).
+    DeviceAuthId, "dev", "device authorization");
+typed_id!(/// An invitation to join a team workspace.
+    InviteId, "inv", "invite");
+typed_id!(/// One audit-log record.
+    AuditId, "aud", "audit record");
 
 #[cfg(test)]
 mod tests {

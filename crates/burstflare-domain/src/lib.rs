@@ -9,16 +9,22 @@
 //! validation, token formats and the D1 schema drift check.
 
 pub mod account;
+pub mod device;
 pub mod ids;
 pub mod policy;
+pub mod ratelimit;
 pub mod recovery;
 pub mod schema;
 pub mod session;
 pub mod ssh_key;
 pub mod token;
+pub mod webauthn;
 
-pub use account::{DisplayName, Email, Role, TokenName, WorkspaceSlug};
-pub use ids::{ProbeId, SessionId, SshKeyId, TokenId, UserId, WorkspaceId};
+pub use account::{DisplayName, Email, Role, TokenName, WorkspaceName, WorkspaceSlug};
+pub use ids::{
+    AuditId, AuthSessionId, ChallengeId, DeviceAuthId, InviteId, PasskeyId, ProbeId, SessionId,
+    SshKeyId, TokenId, UserId, WorkspaceId,
+};
 pub use schema::{SchemaStatus, check_schema};
 pub use session::{
     Action, DesiredState, InstanceType, InvalidTransition, Observation, SessionCommand,

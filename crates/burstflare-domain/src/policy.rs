@@ -61,6 +61,9 @@ pub struct Context {
     pub owners: u32,
     /// Personal workspaces have one member, their owner, forever.
     pub personal: bool,
+    /// The workspace's session visibility is `workspace`: every member may
+    /// see (not operate) every session.
+    pub shared_sessions: bool,
 }
 
 /// Why an action is refused (HTTP 403; 409 for the last-owner rule).
@@ -104,6 +107,7 @@ pub fn authorize(role: Role, action: Action, ctx: Context) -> Result<(), Denied>
         A::ViewWorkspace | A::ListMembers | A::UseTemplates | A::ViewSession { own: true } => {
             Ok(())
         }
+        A::ViewSession { own: false } if ctx.shared_sessions => Ok(()),
         A::ViewSession { own: false } | A::OperateSession { own: false } | A::ReadAudit => {
             at_least(Role::Admin)
         }
@@ -251,6 +255,7 @@ mod tests {
         let ctx = Context {
             owners: 2,
             personal: false,
+            shared_sessions: false,
         };
         let rows: Vec<(String, Vec<bool>)> = TEAM_TABLE
             .lines()
@@ -283,6 +288,7 @@ mod tests {
         let ctx = Context {
             owners: 1,
             personal: false,
+            shared_sessions: false,
         };
         assert_eq!(
             authorize(Role::Owner, Action::Leave, ctx),
@@ -329,10 +335,44 @@ mod tests {
     }
 
     #[test]
+    fn shared_sessions_are_visible_not_operable() {
+        let ctx = Context {
+            owners: 2,
+            personal: false,
+            shared_sessions: true,
+        };
+        for role in ROLES {
+            assert_eq!(
+                authorize(role, Action::ViewSession { own: false }, ctx),
+                Ok(())
+            );
+            let unshared = Context {
+                shared_sessions: false,
+                ..ctx
+            };
+            // Sharing changes nothing else.
+            for action in actions() {
+                if action != (Action::ViewSession { own: false }) {
+                    assert_eq!(
+                        authorize(role, action, ctx),
+                        authorize(role, action, unshared),
+                        "{role:?} {action:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            authorize(Role::Member, Action::OperateSession { own: false }, ctx),
+            Err(Denied::Role)
+        );
+    }
+
+    #[test]
     fn personal_workspaces_have_one_member() {
         let ctx = Context {
             owners: 1,
             personal: true,
+            shared_sessions: false,
         };
         for action in actions() {
             let got = authorize(Role::Owner, action, ctx);

@@ -299,9 +299,10 @@ impl<'de> Deserialize<'de> for SessionName {
 }
 
 /// Compute sizes a session can run with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceType {
+    #[default]
     Small,
     Medium,
     Large,

@@ -25,6 +25,14 @@ pub enum TokenKind {
     Access,
     /// Created by the user for automation (`burstflare auth token create`).
     Personal,
+    /// Exchanged for a new access token (and its own successor); never a bearer token.
+    Refresh,
+    /// The browser session cookie; never a bearer token.
+    BrowserSession,
+    /// The secret half of a device authorization (`burstflare login` polls with it).
+    DeviceCode,
+    /// A workspace invitation code.
+    Invite,
 }
 
 impl TokenKind {
@@ -32,13 +40,35 @@ impl TokenKind {
         match self {
             TokenKind::Access => "access",
             TokenKind::Personal => "personal",
+            TokenKind::Refresh => "refresh",
+            TokenKind::BrowserSession => "browser_session",
+            TokenKind::DeviceCode => "device_code",
+            TokenKind::Invite => "invite",
         }
     }
+
+    /// Whether `Authorization: Bearer` accepts this kind.
+    pub fn is_bearer(self) -> bool {
+        matches!(self, TokenKind::Access | TokenKind::Personal)
+    }
+
+    const ALL: [TokenKind; 6] = [
+        TokenKind::Access,
+        TokenKind::Personal,
+        TokenKind::Refresh,
+        TokenKind::BrowserSession,
+        TokenKind::DeviceCode,
+        TokenKind::Invite,
+    ];
 
     fn tag(self) -> &'static str {
         match self {
             TokenKind::Access => "at",
             TokenKind::Personal => "pat",
+            TokenKind::Refresh => "rt",
+            TokenKind::BrowserSession => "bs",
+            TokenKind::DeviceCode => "dc",
+            TokenKind::Invite => "inv",
         }
     }
 
@@ -46,6 +76,10 @@ impl TokenKind {
         match s {
             "access" => Some(TokenKind::Access),
             "personal" => Some(TokenKind::Personal),
+            "refresh" => Some(TokenKind::Refresh),
+            "browser_session" => Some(TokenKind::BrowserSession),
+            "device_code" => Some(TokenKind::DeviceCode),
+            "invite" => Some(TokenKind::Invite),
             _ => None,
         }
     }
@@ -62,6 +96,8 @@ pub enum TokenUseError {
     Revoked,
     #[error("the token has expired")]
     Expired,
+    #[error("this kind of token cannot authenticate requests")]
+    WrongKind,
 }
 
 /// A plaintext bearer token. Its `Debug` output is redacted.
@@ -98,7 +134,7 @@ impl TokenSecret {
     pub fn parse(raw: &str) -> Result<Self, TokenUseError> {
         let rest = raw.strip_prefix("bf_").ok_or(TokenUseError::Malformed)?;
         let (tag, body) = rest.split_once('_').ok_or(TokenUseError::Malformed)?;
-        let kind = [TokenKind::Access, TokenKind::Personal]
+        let kind = TokenKind::ALL
             .into_iter()
             .find(|k| k.tag() == tag)
             .ok_or(TokenUseError::Malformed)?;
@@ -233,8 +269,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn generated_tokens_parse_back(bytes in any::<[u8; 32]>(), personal in any::<bool>()) {
-            let kind = if personal { TokenKind::Personal } else { TokenKind::Access };
+        fn generated_tokens_parse_back(bytes in any::<[u8; 32]>(), k in 0usize..6) {
+            let kind = TokenKind::ALL[k];
+            prop_assert_eq!(TokenKind::parse(kind.as_str()), Some(kind));
             let t = TokenSecret::generate(kind, bytes);
             let parsed = TokenSecret::parse(t.expose()).unwrap();
             prop_assert_eq!(parsed.kind(), kind);

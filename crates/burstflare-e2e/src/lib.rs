@@ -16,6 +16,7 @@
 //! `BURSTFLARE_RUNNER_BIN`, `BURSTFLARE_RUNTIME_IMAGE`);
 //! run standalone, the harness asks xtask to bootstrap and build first.
 
+pub mod passkey;
 pub mod runner;
 pub mod siteverify;
 pub mod stack;

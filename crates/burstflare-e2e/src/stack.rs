@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use burstflare_api::identity::ClientKind;
 use burstflare_api::{RegisterRequest, RegisterResponse};
-use burstflare_cli::client::Client;
+use burstflare_cli::client::{Client, SessionTokens};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -196,6 +197,22 @@ impl Stack {
         Self::start_with(tools, migrate, &[])
     }
 
+    /// Worker variables every stack gets unless the test sets them: passkey
+    /// origins for this port, fast device-login polling, and rate limits
+    /// loose enough for a suite that registers many users from one address
+    /// (the rate-limit tests run with the production limits).
+    fn defaults(port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "WEBAUTHN_ORIGINS",
+                format!("http://localhost:{port},http://127.0.0.1:{port}"),
+            ),
+            ("PUBLIC_URL", format!("http://127.0.0.1:{port}")),
+            ("DEVICE_POLL_INTERVAL_SECONDS", "1".to_owned()),
+            ("RATE_LIMIT_MULTIPLIER", "100".to_owned()),
+        ]
+    }
+
     /// Starts a stack with extra Worker variables (`--var NAME:value`).
     pub fn start_with(tools: &Tools, migrate: bool, vars: &[(&str, &str)]) -> Result<Self> {
         let config = tools.config("dev")?;
@@ -229,7 +246,10 @@ impl Stack {
             .args(["--var", &format!("RUNNER_SECRET:{}", runner.secret)])
             .args(["--var", &format!("RUNTIME_IMAGE:{}", tools.runtime_image)])
             .args(
-                vars.iter()
+                Self::defaults(port)
+                    .into_iter()
+                    .filter(|(k, _)| !vars.iter().any(|(name, _)| name == k))
+                    .chain(vars.iter().map(|(k, v)| (*k, (*v).to_owned())))
                     .flat_map(|(k, v)| ["--var".to_owned(), format!("{k}:{v}")]),
             )
             // A dev registry of its own: stacks share worker and queue names, and
@@ -334,10 +354,16 @@ impl Stack {
                 email,
                 display_name: name.to_owned(),
                 turnstile_token: None,
+                client: ClientKind::Api,
             })
             .await
             .context("register")?;
-        let client = Client::new(&self.url, Some(resp.access_token.token.clone()))?;
+        let creds = resp
+            .credentials
+            .as_ref()
+            .context("registration returned no credentials")?;
+        let client = Client::new(&self.url, None)?
+            .with_session(SessionTokens::from_credentials(creds), None);
         Ok((resp, client))
     }
 

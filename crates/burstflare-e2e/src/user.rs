@@ -7,7 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result, ensure};
 use burstflare_api::sessions::{CreateSessionRequest, Session};
-use burstflare_cli::client::Client;
+use burstflare_cli::client::{Client, SessionTokens};
+use burstflare_cli::config::ConfigDir;
 use burstflare_domain::SessionState;
 
 use crate::stack::{Stack, unique};
@@ -32,14 +33,15 @@ impl User {
             url: stack.url.clone(),
             cli: stack.tools.cli.clone(),
         };
-        // The CLI finds the token in its credentials file, as after `auth register`.
-        std::fs::create_dir_all(user.config_dir())?;
-        std::fs::write(
-            user.config_dir().join("credentials.toml"),
-            format!(
-                "[hosts.\"{}\"]\ntoken = \"{}\"\n",
-                stack.url, resp.access_token.token
-            ),
+        // The CLI finds the session in its credentials file, as after `auth register`.
+        let creds = resp
+            .credentials
+            .as_ref()
+            .context("registration returned no credentials")?;
+        ConfigDir::at(user.config_dir()).save_session(
+            &stack.url,
+            &SessionTokens::from_credentials(creds),
+            Some(&resp.user.email),
         )?;
         let keygen = Command::new("ssh-keygen")
             .args([

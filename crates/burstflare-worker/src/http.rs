@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every route: request ids, bounded JSON bodies,
 //! query parameters and building JSON and error responses.
 
+use burstflare_api::identity::{CSRF_COOKIE, SESSION_COOKIE};
 use burstflare_api::{ErrorCode, REQUEST_ID_HEADER};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -9,6 +10,7 @@ use serde_json::json;
 use worker::{Headers, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
+use crate::services::signin::SessionCookie;
 
 /// Generates a request id (`req_` + 24 hex characters).
 pub fn new_request_id() -> String {
@@ -137,6 +139,9 @@ pub fn error_response(
     if err.status == 401 {
         headers.set("www-authenticate", "Bearer realm=\"burstflare\"")?;
     }
+    if let Some(secs) = err.details.get("retry_after_secs").and_then(|s| s.as_u64()) {
+        headers.set("retry-after", &secs.to_string())?;
+    }
     if let Some(allowed) = err.details.get("allowed").and_then(|a| a.as_array()) {
         let allow: Vec<&str> = allowed.iter().filter_map(|m| m.as_str()).collect();
         headers.set("allow", &allow.join(", "))?;
@@ -144,6 +149,43 @@ pub fn error_response(
     Ok(Response::ok(body)?
         .with_status(err.status)
         .with_headers(headers))
+}
+
+fn set_cookie(name: &str, value: &str, http_only: bool, max_age_secs: i64) -> String {
+    format!(
+        "{name}={value}; Path=/; Max-Age={max_age_secs}; Secure; SameSite=Lax{}",
+        if http_only { "; HttpOnly" } else { "" }
+    )
+}
+
+/// A JSON response that also sets the browser session cookies when there are any.
+pub fn signed_in_response<T: Serialize>(
+    status: u16,
+    body: &T,
+    cookie: Option<&SessionCookie>,
+) -> ApiResult<Response> {
+    let resp = json_response(status, body)?;
+    if let Some(c) = cookie {
+        let headers = resp.headers().clone();
+        headers.append(
+            "set-cookie",
+            &set_cookie(SESSION_COOKIE, &c.value, true, c.max_age_secs),
+        )?;
+        headers.append(
+            "set-cookie",
+            &set_cookie(CSRF_COOKIE, &c.csrf, false, c.max_age_secs),
+        )?;
+        return Ok(resp.with_headers(headers));
+    }
+    Ok(resp)
+}
+
+/// Adds headers expiring the browser session cookies.
+pub fn clear_session_cookies(resp: Response) -> ApiResult<Response> {
+    let headers = resp.headers().clone();
+    headers.append("set-cookie", &set_cookie(SESSION_COOKIE, "", true, 0))?;
+    headers.append("set-cookie", &set_cookie(CSRF_COOKIE, "", false, 0))?;
+    Ok(resp.with_headers(headers))
 }
 
 /// Sets the request id header on a response.

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 pub const DB: &str = "DB";
 pub const BUCKET: &str = "BUCKET";
 pub const SESSIONS: &str = "SESSIONS";
+pub const RATE_LIMITER: &str = "RATE_LIMITER";
 pub const BUILD_QUEUE: &str = "BUILD_QUEUE";
 pub const RECONCILE_QUEUE: &str = "RECONCILE_QUEUE";
 pub const BUILD_WORKFLOW: &str = "BUILD_WORKFLOW";
@@ -32,6 +33,17 @@ pub fn var(env: &Env, name: &str, default: &str) -> String {
     env.var(name)
         .map(|v| v.to_string())
         .unwrap_or_else(|_| default.to_owned())
+}
+
+/// A duration variable in seconds (`ACCESS_TOKEN_TTL_SECONDS`), as milliseconds;
+/// unset or malformed means `default_secs`.
+pub fn secs_var(env: &Env, name: &str, default_secs: i64) -> i64 {
+    env.var(name)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<i64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(default_secs)
+        * 1000
 }
 
 /// The deployment environment name (`dev`, `staging`, `production`).

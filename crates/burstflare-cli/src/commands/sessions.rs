@@ -37,6 +37,8 @@ pub enum SessionCmd {
         #[arg(long)]
         start: bool,
         #[command(flatten)]
+        ws: super::workspaces::WorkspaceFlag,
+        #[command(flatten)]
         json: JsonFlag,
     },
     /// List your sessions.
@@ -189,8 +191,11 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
             env,
             persist,
             start,
+            ws,
             json,
         } => {
+            let workspace =
+                super::workspaces::resolve(app, &client, ws.workspace.as_deref()).await?;
             let mut vars = BTreeMap::new();
             for pair in env {
                 let Some((k, v)) = pair.split_once('=') else {
@@ -204,7 +209,7 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
             let s = client
                 .create_session(&CreateSessionRequest {
                     name: name.clone(),
-                    workspace_id: None,
+                    workspace_id: Some(workspace.id.clone()),
                     instance_type,
                     env: vars,
                     persisted_paths: (!persist.is_empty()).then_some(persist),
@@ -455,7 +460,11 @@ fn not_running(s: &Session) -> CliError {
 pub async fn ssh_command(app: &App, args: SshArgs) -> Result<(), CliError> {
     let client = app.signed_in()?;
     if args.stdio && args.pinned && args.session.starts_with("ses_") {
-        let token = client.token().unwrap_or_default().to_owned();
+        let token = client
+            .fresh_token()
+            .await
+            .map_err(api("could not refresh your sign-in"))?
+            .unwrap_or_default();
         let label = format!("session {}", args.session);
         return ssh::stdio_proxy(&client.ssh_ws_url(&args.session), &token, &label).await;
     }
@@ -465,7 +474,11 @@ pub async fn ssh_command(app: &App, args: SshArgs) -> Result<(), CliError> {
     }
     ssh::pin_host_keys(&known_hosts_path(app), &session)?;
     if args.stdio {
-        let token = client.token().unwrap_or_default().to_owned();
+        let token = client
+            .fresh_token()
+            .await
+            .map_err(api("could not refresh your sign-in"))?
+            .unwrap_or_default();
         let label = format!("session {}", session.name);
         return ssh::stdio_proxy(&client.ssh_ws_url(session.id.as_str()), &token, &label).await;
     }

@@ -18,6 +18,7 @@ pub async fn register_creates_user_workspace_and_token(stack: &Stack) -> Result<
             email: email.clone(),
             display_name: "  Ada Lovelace ".into(),
             turnstile_token: None,
+            client: Default::default(),
         })
         .await?;
     ensure!(
@@ -32,16 +33,35 @@ pub async fn register_creates_user_workspace_and_token(stack: &Stack) -> Result<
         "slug {}",
         resp.workspace.slug
     );
-    let token = &resp.access_token;
+    let creds = resp
+        .credentials
+        .as_ref()
+        .context("API registration returns tokens")?;
+    ensure!(resp.csrf_token.is_none(), "no CSRF token without a cookie");
+    let token = &creds.access_token;
     ensure!(token.token.starts_with("bf_at_") && token.info.kind == TokenKind::Access);
     ensure!(token.token.starts_with(&token.info.prefix));
+    // Short-lived access token, 30-day refresh token, one session.
+    let lifetime = token.info.expires_at.context("access tokens expire")? - token.info.created_at;
+    ensure!(
+        lifetime == time::Duration::minutes(15),
+        "access lifetime {lifetime}"
+    );
+    ensure!(creds.refresh_token.starts_with("bf_rt_"));
+    let refresh_life = creds.refresh_expires_at - resp.session.created_at;
+    ensure!(
+        refresh_life == time::Duration::days(30),
+        "refresh lifetime {refresh_life}"
+    );
+    ensure!(resp.session.method == "registration" && resp.session.current);
 
     // D1 read back through /me with the issued token.
     let client = Client::new(&stack.url, Some(token.token.clone()))?;
     let me = client.me().await?;
     ensure!(me.user == resp.user, "{:?} vs {:?}", me.user, resp.user);
     ensure!(me.workspaces == vec![resp.workspace.clone()]);
-    ensure!(me.token.id == token.info.id);
+    ensure!(me.token.as_ref().map(|t| &t.id) == Some(&token.info.id));
+    ensure!(me.session.as_ref().map(|s| &s.id) == Some(&resp.session.id));
 
     // Only the hash is stored: the plaintext appears nowhere in D1.
     let dump = stack.d1_execute(&format!(
@@ -67,6 +87,7 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
             email: email.clone(),
             display_name: "Dup".into(),
             turnstile_token: None,
+            client: Default::default(),
         })
         .await?;
     let err = expect_api_error(
@@ -75,6 +96,7 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
                 email: email.to_uppercase(),
                 display_name: "Dup 2".into(),
                 turnstile_token: None,
+                client: Default::default(),
             })
             .await,
         409,
@@ -95,6 +117,7 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
                     email: bad.into(),
                     display_name: "X".into(),
                     turnstile_token: None,
+                    client: Default::default(),
                 })
                 .await,
             400,
@@ -112,6 +135,7 @@ pub async fn register_rejects_bad_and_duplicate_input(stack: &Stack) -> Result<(
                 email: format!("n-{}@example.test", unique()),
                 display_name: "  ".into(),
                 turnstile_token: None,
+                client: Default::default(),
             })
             .await,
         400,
@@ -216,7 +240,9 @@ pub async fn personal_tokens_create_list_paginate_revoke(stack: &Stack) -> Resul
     }
     // The PAT authenticates and records its use.
     let pat_client = client.with_token(Some(created[0].token.clone()));
-    ensure!(pat_client.me().await?.token.id == created[0].info.id);
+    let me = pat_client.me().await?;
+    ensure!(me.token.map(|t| t.id) == Some(created[0].info.id.clone()));
+    ensure!(me.session.is_none(), "personal tokens belong to no session");
 
     // Pagination: one per page, newest first, cursors chain to the end.
     let mut seen = Vec::new();
@@ -345,8 +371,17 @@ pub async fn tokens_are_isolated_between_users(stack: &Stack) -> Result<()> {
     alice.with_token(Some(alice_pat.token.clone())).me().await?;
     // The registration (access) token is not revocable as a personal token.
     expect_api_error(
-        bob.revoke_token(bob_reg.access_token.info.id.as_str())
-            .await,
+        bob.revoke_token(
+            bob_reg
+                .credentials
+                .as_ref()
+                .context("tokens")?
+                .access_token
+                .info
+                .id
+                .as_str(),
+        )
+        .await,
         404,
         ErrorCode::TokenNotFound,
     )?;
@@ -379,6 +414,7 @@ pub async fn registration_requires_a_valid_turnstile_token(tools: &Tools) -> Res
         email: format!("turnstile-{}@example.test", unique()),
         display_name: "T".into(),
         turnstile_token: token.map(str::to_owned),
+        client: Default::default(),
     };
     let err = expect_api_error(
         client.register(&request(None)).await,

@@ -57,7 +57,13 @@ pub async fn cli_register_whoami_tokens_and_status(stack: &Stack) -> Result<()> 
     let creds = dir.join("credentials.toml");
     let mode = std::fs::metadata(&creds)?.permissions().mode() & 0o777;
     ensure!(mode == 0o600, "credentials mode {mode:o}");
-    ensure!(std::fs::read_to_string(&creds)?.contains(&reg.access_token.token));
+    let issued = reg
+        .credentials
+        .as_ref()
+        .context("CLI registration returns tokens")?;
+    let stored = std::fs::read_to_string(&creds)?;
+    ensure!(stored.contains(&issued.access_token.token) && stored.contains(&issued.refresh_token));
+    ensure!(reg.session.client == burstflare_api::identity::ClientKind::Cli);
 
     let me: Me = serde_json::from_slice(&ok(cli(stack, &dir, &["whoami", "--json"])?)?.stdout)?;
     ensure!(me.user.id == reg.user.id);
@@ -101,7 +107,7 @@ pub async fn cli_register_whoami_tokens_and_status(stack: &Stack) -> Result<()> 
         .env("BURSTFLARE_TOKEN", &secret)
         .output()?;
     let me: Me = serde_json::from_slice(&ok(via_env)?.stdout)?;
-    ensure!(me.token.name == "ci");
+    ensure!(me.token.as_ref().map(|t| t.name.as_str()) == Some("ci"));
 
     let id = listed[0].id.to_string();
     ok(cli(stack, &dir, &["auth", "token", "revoke", &id])?)?;
@@ -162,7 +168,7 @@ pub async fn cli_errors_and_exit_codes(stack: &Stack) -> Result<()> {
     ensure!(o.status.code() == Some(1), "{o:?}");
     let e = stderr(&o);
     ensure!(
-        e.starts_with("error: not signed in") && e.contains("hint: run `burstflare auth register"),
+        e.starts_with("error: not signed in") && e.contains("hint: run `burstflare login`"),
         "{e}"
     );
 

@@ -1,10 +1,12 @@
 //! The JSON error envelope for routing and body errors.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
+use burstflare_api::identity::CreateWorkspaceRequest;
+use burstflare_api::routes::{ROUTES, Scope};
 use burstflare_api::{ErrorCode, MAX_JSON_BODY_BYTES};
 use burstflare_e2e::Stack;
 
-use crate::support::expect_envelope;
+use crate::support::{expect_envelope, fill_path};
 
 pub async fn unknown_route_and_wrong_method(stack: &Stack) -> Result<()> {
     let http = stack.http();
@@ -86,7 +88,13 @@ pub async fn malformed_and_unsupported_bodies(stack: &Stack) -> Result<()> {
     let (reg, _) = stack.register("bodies").await?;
     let resp = http
         .post(stack.api("/auth/tokens"))
-        .bearer_auth(&reg.access_token.token)
+        .bearer_auth(
+            &reg.credentials
+                .as_ref()
+                .context("tokens")?
+                .access_token
+                .token,
+        )
         .header("content-type", "application/json; charset=utf-8")
         .body("{\"name\": ")
         .send()
@@ -159,41 +167,49 @@ pub async fn every_response_has_a_request_id(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-/// Every route: unauthenticated calls are 401 (except registration and
-/// health), and every JSON-taking route rejects malformed, mistyped and
+/// Every route in the catalogue: unauthenticated calls, unknown tokens and
+/// refresh tokens used as bearer tokens are 401 (except the public routes),
+/// and every JSON-taking route rejects malformed, mistyped, mislabelled and
 /// oversized bodies with the envelope.
 pub async fn every_route_rejects_unauthenticated_and_bad_bodies(stack: &Stack) -> Result<()> {
     let http = stack.http();
-    let (reg, _) = stack.register("every-route").await?;
-    let token = reg.access_token.token;
-    let probe = "prb_00000000000000000000000000";
-    let token_id = "tok_00000000000000000000000000";
-    // (method, path, takes a JSON body, needs auth)
-    let routes: &[(&str, String, bool, bool)] = &[
-        ("GET", "/health".into(), false, false),
-        ("POST", "/auth/register".into(), true, false),
-        ("GET", "/me".into(), false, true),
-        ("GET", "/auth/tokens".into(), false, true),
-        ("POST", "/auth/tokens".into(), true, true),
-        ("DELETE", format!("/auth/tokens/{token_id}"), false, true),
-        ("POST", "/diagnostics/probes".into(), true, true),
-        ("GET", format!("/diagnostics/probes/{probe}"), false, true),
-    ];
+    let (reg, client) = stack.register("every-route").await?;
+    let creds = reg.credentials.clone().context("registration tokens")?;
+    let token = creds.access_token.token.clone();
+    let team = client
+        .create_workspace(&CreateWorkspaceRequest {
+            name: "Every route".into(),
+        })
+        .await?;
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(MAX_JSON_BODY_BYTES));
-    for (method, path, json_body, auth) in routes {
-        let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let url = stack.api(path);
-        if *auth {
+    for spec in ROUTES {
+        let path = fill_path(
+            spec.path,
+            &[
+                ("workspace_id", team.id.as_str()),
+                ("user_id", reg.user.id.as_str()),
+            ],
+        );
+        let method = reqwest::Method::from_bytes(spec.method.as_bytes())?;
+        let url = stack.api(&path);
+        let what = format!("{} {path}", spec.method);
+        if spec.scope != Scope::Public {
             let resp = http.request(method.clone(), &url).send().await?;
-            expect_envelope(resp, 401, ErrorCode::Unauthenticated).await?;
-            let resp = http
-                .request(method.clone(), &url)
-                .bearer_auth("bf_pat_nope")
-                .send()
-                .await?;
-            expect_envelope(resp, 401, ErrorCode::InvalidToken).await?;
+            expect_envelope(resp, 401, ErrorCode::Unauthenticated)
+                .await
+                .context(what.clone())?;
+            for bad in ["bf_pat_nope", creds.refresh_token.as_str()] {
+                let resp = http
+                    .request(method.clone(), &url)
+                    .bearer_auth(bad)
+                    .send()
+                    .await?;
+                expect_envelope(resp, 401, ErrorCode::InvalidToken)
+                    .await
+                    .context(what.clone())?;
+            }
         }
-        if !*json_body {
+        if !spec.body {
             continue;
         }
         let call = |body: String, content_type: &'static str| {
@@ -203,30 +219,36 @@ pub async fn every_route_rejects_unauthenticated_and_bad_bodies(stack: &Stack) -
                 .body(body)
                 .send()
         };
-        expect_envelope(
-            call("{\"oops\"".into(), "application/json").await?,
-            400,
-            ErrorCode::MalformedJson,
-        )
-        .await?;
-        expect_envelope(
-            call("[1, 2]".into(), "application/json").await?,
-            400,
-            ErrorCode::MalformedJson,
-        )
-        .await?;
-        expect_envelope(
-            call("{}".into(), "text/plain").await?,
-            415,
-            ErrorCode::UnsupportedMediaType,
-        )
-        .await?;
-        expect_envelope(
-            call(big.clone(), "application/json").await?,
-            413,
-            ErrorCode::PayloadTooLarge,
-        )
-        .await?;
+        for (body, content_type, status, code) in [
+            (
+                "{\"oops\"".to_owned(),
+                "application/json",
+                400,
+                ErrorCode::MalformedJson,
+            ),
+            (
+                "[1, 2]".to_owned(),
+                "application/json",
+                400,
+                ErrorCode::MalformedJson,
+            ),
+            (
+                "{}".to_owned(),
+                "text/plain",
+                415,
+                ErrorCode::UnsupportedMediaType,
+            ),
+            (
+                big.clone(),
+                "application/json",
+                413,
+                ErrorCode::PayloadTooLarge,
+            ),
+        ] {
+            expect_envelope(call(body, content_type).await?, status, code)
+                .await
+                .context(what.clone())?;
+        }
     }
     Ok(())
 }

@@ -17,6 +17,7 @@
 mod accounts;
 mod cli;
 mod errors;
+mod identity;
 mod platform;
 mod sessions;
 mod support;
@@ -55,6 +56,13 @@ fn main() {
         errors::every_route_rejects_unauthenticated_and_bad_bodies,
         cli::cli_register_whoami_tokens_and_status,
         cli::cli_errors_and_exit_codes,
+        identity::refresh_rotates_and_reuse_revokes_the_family,
+        identity::sessions_list_revoke_logout_and_logout_all,
+        identity::recovery_codes_are_one_time_and_regenerate,
+        identity::passkeys_register_sign_in_and_reject_tampering,
+        identity::browser_cookie_and_csrf,
+        identity::device_authorization_api_rules,
+        identity::cli_login_logout_and_sessions,
         platform::wrangler_deploy_dry_run_staging_and_production,
         sessions::ssh_exec_config_ssh_and_host_key_pinning,
         sessions::scp_rsync_and_port_forwarding,

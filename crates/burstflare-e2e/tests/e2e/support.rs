@@ -79,3 +79,37 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A well-formed id (or code) for a path parameter that names nothing.
+fn placeholder(param: &str) -> &'static str {
+    match param {
+        "workspace_id" => "ws_00000000000000000000000000",
+        "user_id" => "usr_00000000000000000000000000",
+        "session_id" => "ses_00000000000000000000000000",
+        "token_id" => "tok_00000000000000000000000000",
+        "probe_id" => "prb_00000000000000000000000000",
+        "key_id" => "key_00000000000000000000000000",
+        "passkey_id" => "pk_00000000000000000000000000",
+        "auth_session_id" => "aus_00000000000000000000000000",
+        "invite_id" => "inv_00000000000000000000000000",
+        "user_code" => "BCDF-GHJK",
+        _ => "x",
+    }
+}
+
+/// A catalogue path with `{param}`s replaced: from `values`, else placeholders.
+pub fn fill_path(template: &str, values: &[(&str, &str)]) -> String {
+    template
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => values
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map_or_else(|| placeholder(name).to_owned(), |(_, v)| (*v).to_owned()),
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -1,52 +1,65 @@
-//! HTTP routes under `/api/v1`: parse, authenticate, call one service
-//! function, shape the response. Every failure leaves through
-//! [`crate::http::error_response`] as the JSON envelope.
+//! HTTP routes under `/api/v1`: match against the route catalogue
+//! ([`burstflare_api::routes::ROUTES`]), authenticate, call one service
+//! function, shape the response, and audit every mutating request. Every
+//! failure leaves through [`crate::http::error_response`] as the JSON envelope.
+//!
+//! Order of checks for a request: route → authentication (and CSRF for
+//! cookie-authenticated mutations) → workspace membership for
+//! workspace-scoped routes (404 for non-members, before any body is read) →
+//! body → the service.
 
-mod table;
+mod context;
 
-use burstflare_api::ErrorCode;
+use burstflare_api::identity::{
+    AcceptInviteRequest, ChangeRoleRequest, CreateInviteRequest, CreateWorkspaceRequest,
+    DeviceCodeRequest, DeviceTokenRequest, Empty, PasskeyLoginOptionsRequest, PasskeyLoginRequest,
+    RecoveryLoginRequest, RefreshRequest, RegisterPasskeyRequest, RenameWorkspaceRequest,
+    UpdateSettingsRequest,
+};
 use burstflare_api::ops::CreateProbeRequest;
+use burstflare_api::routes::{Matched, RouteSpec, Scope, match_route};
 use burstflare_api::sessions::{AddSshKeyRequest, CreateSessionRequest};
-use burstflare_api::{CreateTokenRequest, MAX_JSON_BODY_BYTES, RegisterRequest};
+use burstflare_api::{CreateTokenRequest, ErrorCode, MAX_JSON_BODY_BYTES, RegisterRequest};
 use burstflare_domain::SessionCommand;
+use serde::de::DeserializeOwned;
 use serde_json::json;
-use table::{Route, RouteMatch, match_route};
 use worker::{Env, Request, Response};
 
-use crate::auth::authenticate;
+pub use context::Ctx;
+
+use crate::auth::{Caller, authenticate};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{
-    error_response, json_response, new_request_id, query_param, read_json, with_request_id,
+    clear_session_cookies, error_response, json_response, new_request_id, query_param, read_json,
+    signed_in_response, with_request_id,
 };
-use crate::services::{accounts, diagnostics, health, sessions, ssh_keys, tokens};
-
-/// Per-request context handed to services.
-pub struct Ctx {
-    pub env: Env,
-    pub now: i64,
-}
+use crate::services::workspaces::{self, Membership};
+use crate::services::{
+    accounts, audit, device, diagnostics, health, passkeys, recovery, sessions, signin, ssh_keys,
+    tokens,
+};
 
 /// Serves one request; never fails (errors become envelopes).
 pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
     let request_id = new_request_id();
     let method = req.method().to_string();
     let path = req.path();
-    let ctx = Ctx {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let ctx = Ctx::new(
         env,
-        now: crate::platform::now(),
-    };
-    let resp = match dispatch(req, &ctx, &method, &path).await {
-        Ok(resp) => resp,
-        Err(err) => error_response(&err, &request_id, &method, &path)?,
-    };
-    Ok(with_request_id(resp, &request_id))
-}
-
-async fn dispatch(mut req: Request, ctx: &Ctx, method: &str, path: &str) -> ApiResult<Response> {
-    let route = match match_route(method, path) {
-        RouteMatch::Found(route) => route,
-        RouteMatch::MethodNotAllowed(allowed) => {
-            return Err(ApiError::new(
+        crate::platform::now(),
+        header("cf-connecting-ip"),
+        header("user-agent"),
+    );
+    let matched = match_route(&method, &path);
+    let (result, spec) = match matched {
+        Matched::Found { spec, params } => {
+            let params: Vec<(&'static str, String)> =
+                params.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+            (dispatch(req, &ctx, spec, &params).await, Some(spec))
+        }
+        Matched::MethodNotAllowed(allowed) => (
+            Err(ApiError::new(
                 405,
                 ErrorCode::MethodNotAllowed,
                 format!(
@@ -54,123 +67,292 @@ async fn dispatch(mut req: Request, ctx: &Ctx, method: &str, path: &str) -> ApiR
                     allowed.join(" or ")
                 ),
             )
-            .with_details(json!({ "allowed": allowed })));
-        }
-        RouteMatch::NotFound => {
-            return Err(ApiError::new(
+            .with_details(json!({ "allowed": allowed }))),
+            None,
+        ),
+        Matched::NotFound => (
+            Err(ApiError::new(
                 404,
                 ErrorCode::RouteNotFound,
                 format!("no route for {path}"),
             )
-            .with_details(json!({ "path": path })));
+            .with_details(json!({ "path": path }))),
+            None,
+        ),
+    };
+    let (resp, status, code) = match result {
+        Ok(resp) => {
+            let status = resp.status_code();
+            (resp, status, None)
+        }
+        Err(err) => {
+            let code = serde_json::to_value(err.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            (
+                error_response(&err, &request_id, &method, &path)?,
+                err.status,
+                code,
+            )
         }
     };
-    match route {
-        Route::Health => health::respond(ctx).await,
-        Route::Register => {
-            let body: RegisterRequest = read_json(&mut req, MAX_JSON_BODY_BYTES).await?;
-            let ip = req.headers().get("cf-connecting-ip").ok().flatten();
-            json_response(201, &accounts::register(ctx, body, ip.as_deref()).await?)
+    if let Some(spec) = spec.filter(|s| s.mutating()) {
+        audit::record(&ctx, spec.action, &request_id, status, code).await;
+    }
+    Ok(with_request_id(resp, &request_id))
+}
+
+/// Path parameters of the matched route.
+struct Params<'a>(&'a [(&'static str, String)]);
+
+impl Params<'_> {
+    fn get(&self, name: &str) -> ApiResult<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| ApiError::internal(format!("route has no parameter {name}")))
+    }
+}
+
+async fn body<T: DeserializeOwned>(req: &mut Request) -> ApiResult<T> {
+    read_json(req, MAX_JSON_BODY_BYTES).await
+}
+
+fn ok<T: serde::Serialize>(value: &T) -> ApiResult<Response> {
+    json_response(200, value)
+}
+
+fn created<T: serde::Serialize>(value: &T) -> ApiResult<Response> {
+    json_response(201, value)
+}
+
+fn no_content() -> ApiResult<Response> {
+    Ok(Response::empty()?.with_status(204))
+}
+
+async fn dispatch(
+    mut req: Request,
+    ctx: &Ctx,
+    spec: &'static RouteSpec,
+    params: &[(&'static str, String)],
+) -> ApiResult<Response> {
+    let p = Params(params);
+    if spec.scope == Scope::Public {
+        return public(req, ctx, spec).await;
+    }
+    let caller = authenticate(ctx, &req, spec.mutating()).await?;
+    if spec.scope == Scope::Workspace {
+        let m = workspaces::member_of(ctx, &caller, p.get("workspace_id")?).await?;
+        return workspace(req, ctx, spec, &p, &caller, m).await;
+    }
+    let q = |name: &str| query_param(&req, name);
+    match spec.action {
+        "me.get" => ok(&accounts::me(ctx, &caller).await?),
+        "auth.logout" => {
+            signin::logout(ctx, &caller).await?;
+            clear_session_cookies(no_content()?)
         }
-        Route::Me => {
-            let caller = authenticate(ctx, &req).await?;
-            json_response(200, &accounts::me(ctx, &caller).await?)
+        "auth.logout_all" => {
+            let result = signin::logout_all(ctx, &caller).await?;
+            clear_session_cookies(ok(&result)?)
         }
-        Route::ListTokens => {
-            let caller = authenticate(ctx, &req).await?;
-            let limit = query_param(&req, "limit")?;
-            let cursor = query_param(&req, "cursor")?;
-            json_response(
-                200,
-                &tokens::list(ctx, &caller, limit.as_deref(), cursor.as_deref()).await?,
-            )
+        "auth.sessions_list" => {
+            let (limit, cursor) = (q("limit")?, q("cursor")?);
+            ok(&signin::list(ctx, &caller, limit.as_deref(), cursor.as_deref()).await?)
         }
-        Route::CreateToken => {
-            let caller = authenticate(ctx, &req).await?;
-            let body: CreateTokenRequest = read_json(&mut req, MAX_JSON_BODY_BYTES).await?;
-            json_response(201, &tokens::create(ctx, &caller, body).await?)
+        "auth.session_revoke" => {
+            ok(&signin::revoke(ctx, &caller, p.get("auth_session_id")?).await?)
         }
-        Route::RevokeToken { token_id } => {
-            let caller = authenticate(ctx, &req).await?;
-            json_response(200, &tokens::revoke(ctx, &caller, &token_id).await?)
+        "auth.device_get" => ok(&device::get(ctx, &caller, p.get("user_code")?).await?),
+        "auth.device_approve" => {
+            ok(&device::decide(ctx, &caller, p.get("user_code")?, true).await?)
         }
-        Route::CreateProbe => {
-            let caller = authenticate(ctx, &req).await?;
-            let body: CreateProbeRequest = read_json(&mut req, MAX_JSON_BODY_BYTES).await?;
-            json_response(201, &diagnostics::create(ctx, &caller, body).await?)
+        "auth.device_deny" => ok(&device::decide(ctx, &caller, p.get("user_code")?, false).await?),
+        "token.list" => {
+            let (limit, cursor) = (q("limit")?, q("cursor")?);
+            ok(&tokens::list(ctx, &caller, limit.as_deref(), cursor.as_deref()).await?)
         }
-        Route::GetProbe { probe_id } => {
-            let caller = authenticate(ctx, &req).await?;
-            json_response(200, &diagnostics::get(ctx, &caller, &probe_id).await?)
+        "token.create" => {
+            let b: CreateTokenRequest = body(&mut req).await?;
+            created(&tokens::create(ctx, &caller, b).await?)
         }
-        Route::ListSessions => {
-            let caller = authenticate(ctx, &req).await?;
-            let q = sessions::ListQuery {
+        "token.revoke" => ok(&tokens::revoke(ctx, &caller, p.get("token_id")?).await?),
+        "passkey.list" => ok(&passkeys::list(ctx, &caller).await?),
+        "passkey.register_options" => {
+            let _: Empty = body(&mut req).await?;
+            ok(&passkeys::register_options(ctx, &caller).await?)
+        }
+        "passkey.register" => {
+            let b: RegisterPasskeyRequest = body(&mut req).await?;
+            created(&passkeys::register(ctx, &caller, b).await?)
+        }
+        "passkey.delete" => {
+            passkeys::delete(ctx, &caller, p.get("passkey_id")?).await?;
+            no_content()
+        }
+        "recovery_codes.status" => ok(&recovery::status(ctx, &caller).await?),
+        "recovery_codes.generate" => {
+            let _: Empty = body(&mut req).await?;
+            created(&recovery::generate(ctx, &caller).await?)
+        }
+        "ssh_key.list" => ok(&ssh_keys::list(ctx, &caller).await?),
+        "ssh_key.add" => {
+            let b: AddSshKeyRequest = body(&mut req).await?;
+            created(&ssh_keys::add(ctx, &caller, b).await?)
+        }
+        "ssh_key.remove" => {
+            ssh_keys::remove(ctx, &caller, p.get("key_id")?).await?;
+            no_content()
+        }
+        "probe.create" => {
+            let b: CreateProbeRequest = body(&mut req).await?;
+            created(&diagnostics::create(ctx, &caller, b).await?)
+        }
+        "probe.get" => ok(&diagnostics::get(ctx, &caller, p.get("probe_id")?).await?),
+        "workspace.list" => ok(&workspaces::list(ctx, &caller).await?),
+        "workspace.create" => {
+            let b: CreateWorkspaceRequest = body(&mut req).await?;
+            created(&workspaces::create(ctx, &caller, b).await?)
+        }
+        "workspace.invite_accept" => {
+            let b: AcceptInviteRequest = body(&mut req).await?;
+            ok(&workspaces::accept(ctx, &caller, b).await?)
+        }
+        "session.list" => {
+            let query = sessions::ListQuery {
+                limit: q("limit")?,
+                cursor: q("cursor")?,
+                name: q("name")?,
+                workspace_id: q("workspace_id")?,
+            };
+            ok(&sessions::list(ctx, &caller, query).await?)
+        }
+        "session.create" => {
+            let b: CreateSessionRequest = body(&mut req).await?;
+            created(&sessions::create(ctx, &caller, b).await?)
+        }
+        "session.get" => ok(&sessions::get(ctx, &caller, p.get("session_id")?).await?),
+        "session.delete" => {
+            let id = p.get("session_id")?;
+            ok(&sessions::command(ctx, &caller, id, SessionCommand::Delete).await?)
+        }
+        "session.start" | "session.stop" | "session.restart" => {
+            let command = match spec.action {
+                "session.start" => SessionCommand::Start,
+                "session.stop" => SessionCommand::Stop,
+                _ => SessionCommand::Restart,
+            };
+            ok(&sessions::command(ctx, &caller, p.get("session_id")?, command).await?)
+        }
+        "session.events" => {
+            let (after, limit) = (q("after")?, q("limit")?);
+            let id = p.get("session_id")?;
+            ok(&sessions::events(ctx, &caller, id, after.as_deref(), limit.as_deref()).await?)
+        }
+        "session.ssh" => sessions::ssh(ctx, &caller, p.get("session_id")?, &req).await,
+        other => Err(unhandled(other)),
+    }
+}
+
+fn unhandled(action: &str) -> ApiError {
+    ApiError::internal(format!("route {action} has no handler"))
+}
+
+/// Routes that need no authentication.
+async fn public(mut req: Request, ctx: &Ctx, spec: &RouteSpec) -> ApiResult<Response> {
+    match spec.action {
+        "health.get" => health::respond(ctx).await,
+        "auth.register" => {
+            let b: RegisterRequest = body(&mut req).await?;
+            let (resp, cookie) = accounts::register(ctx, b).await?;
+            signed_in_response(201, &resp, cookie.as_ref())
+        }
+        "auth.refresh" => {
+            let b: RefreshRequest = body(&mut req).await?;
+            ok(&signin::refresh(ctx, b).await?)
+        }
+        "auth.passkey_login_options" => {
+            let b: PasskeyLoginOptionsRequest = body(&mut req).await?;
+            ok(&passkeys::login_options(ctx, b).await?)
+        }
+        "auth.passkey_login" => {
+            let b: PasskeyLoginRequest = body(&mut req).await?;
+            let issued = passkeys::login(ctx, b).await?;
+            signed_in_response(200, &issued.body, issued.cookie())
+        }
+        "auth.recovery_login" => {
+            let b: RecoveryLoginRequest = body(&mut req).await?;
+            let issued = recovery::login(ctx, b).await?;
+            signed_in_response(200, &issued.body, issued.cookie())
+        }
+        "auth.device_code" => {
+            let b: DeviceCodeRequest = body(&mut req).await?;
+            ok(&device::create(ctx, b).await?)
+        }
+        "auth.device_token" => {
+            let b: DeviceTokenRequest = body(&mut req).await?;
+            let issued = device::token(ctx, b).await?;
+            ok(&issued.body)
+        }
+        other => Err(unhandled(other)),
+    }
+}
+
+/// Routes inside a workspace the caller is a member of.
+async fn workspace(
+    mut req: Request,
+    ctx: &Ctx,
+    spec: &RouteSpec,
+    p: &Params<'_>,
+    caller: &Caller,
+    m: Membership,
+) -> ApiResult<Response> {
+    match spec.action {
+        "workspace.get" => ok(&workspaces::get(&m)?),
+        "workspace.rename" => {
+            let b: RenameWorkspaceRequest = body(&mut req).await?;
+            ok(&workspaces::rename(ctx, m, b).await?)
+        }
+        "workspace.settings" => {
+            let b: UpdateSettingsRequest = body(&mut req).await?;
+            ok(&workspaces::update_settings(ctx, m, b).await?)
+        }
+        "workspace.members" => ok(&workspaces::members(ctx, &m).await?),
+        "workspace.role_change" => {
+            let b: ChangeRoleRequest = body(&mut req).await?;
+            ok(&workspaces::change_role(ctx, &m, p.get("user_id")?, b).await?)
+        }
+        "workspace.member_remove" => {
+            workspaces::remove_member(ctx, caller, &m, p.get("user_id")?).await?;
+            no_content()
+        }
+        "workspace.leave" => {
+            workspaces::leave(ctx, caller, &m).await?;
+            no_content()
+        }
+        "workspace.invites" => {
+            let (limit, cursor) = (query_param(&req, "limit")?, query_param(&req, "cursor")?);
+            ok(&workspaces::invites(ctx, &m, limit.as_deref(), cursor.as_deref()).await?)
+        }
+        "workspace.invite" => {
+            let b: CreateInviteRequest = body(&mut req).await?;
+            created(&workspaces::invite(ctx, caller, &m, b).await?)
+        }
+        "workspace.invite_revoke" => {
+            ok(&workspaces::revoke_invite(ctx, &m, p.get("invite_id")?).await?)
+        }
+        "audit.list" => {
+            let query = audit::Query {
+                action: query_param(&req, "action")?,
+                actor: query_param(&req, "actor")?,
+                since: query_param(&req, "since")?,
+                until: query_param(&req, "until")?,
                 limit: query_param(&req, "limit")?,
                 cursor: query_param(&req, "cursor")?,
-                name: query_param(&req, "name")?,
-                workspace_id: query_param(&req, "workspace_id")?,
             };
-            json_response(200, &sessions::list(ctx, &caller, q).await?)
+            ok(&audit::list(ctx, &m, query).await?)
         }
-        Route::CreateSession => {
-            let caller = authenticate(ctx, &req).await?;
-            let body: CreateSessionRequest = read_json(&mut req, MAX_JSON_BODY_BYTES).await?;
-            json_response(201, &sessions::create(ctx, &caller, body).await?)
-        }
-        Route::GetSession { session_id } => {
-            let caller = authenticate(ctx, &req).await?;
-            json_response(200, &sessions::get(ctx, &caller, &session_id).await?)
-        }
-        Route::DeleteSession { session_id } => {
-            let caller = authenticate(ctx, &req).await?;
-            let result =
-                sessions::command(ctx, &caller, &session_id, SessionCommand::Delete).await?;
-            json_response(200, &result)
-        }
-        Route::SessionCommand {
-            session_id,
-            command,
-        } => {
-            let caller = authenticate(ctx, &req).await?;
-            json_response(
-                200,
-                &sessions::command(ctx, &caller, &session_id, command).await?,
-            )
-        }
-        Route::SessionEvents { session_id } => {
-            let caller = authenticate(ctx, &req).await?;
-            let after = query_param(&req, "after")?;
-            let limit = query_param(&req, "limit")?;
-            json_response(
-                200,
-                &sessions::events(
-                    ctx,
-                    &caller,
-                    &session_id,
-                    after.as_deref(),
-                    limit.as_deref(),
-                )
-                .await?,
-            )
-        }
-        Route::SessionSsh { session_id } => {
-            let caller = authenticate(ctx, &req).await?;
-            sessions::ssh(ctx, &caller, &session_id, &req).await
-        }
-        Route::ListSshKeys => {
-            let caller = authenticate(ctx, &req).await?;
-            json_response(200, &ssh_keys::list(ctx, &caller).await?)
-        }
-        Route::AddSshKey => {
-            let caller = authenticate(ctx, &req).await?;
-            let body: AddSshKeyRequest = read_json(&mut req, MAX_JSON_BODY_BYTES).await?;
-            json_response(201, &ssh_keys::add(ctx, &caller, body).await?)
-        }
-        Route::RemoveSshKey { key_id } => {
-            let caller = authenticate(ctx, &req).await?;
-            ssh_keys::remove(ctx, &caller, &key_id).await?;
-            Ok(Response::empty()?.with_status(204))
-        }
+        other => Err(unhandled(other)),
     }
 }

@@ -1,22 +1,18 @@
 //! Registration and the caller's own account.
 
-use burstflare_api::{ErrorCode, IssuedToken, Me, RegisterRequest, RegisterResponse};
-use burstflare_domain::{
-    DisplayName, Email, TokenId, TokenKind, UserId, WorkspaceId, WorkspaceSlug,
-};
+use burstflare_api::{ErrorCode, Me, RegisterRequest, RegisterResponse};
+use burstflare_domain::{DisplayName, Email, UserId, WorkspaceId, WorkspaceSlug};
 use serde_json::json;
 
-use super::{new_id, new_secret};
+use super::new_id;
+use super::ratelimit::{self, Bucket};
+use super::signin::{self, SessionCookie};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::platform::random;
 use crate::routes::Ctx;
-use crate::store::d1;
-use crate::store::tokens::{self, NewToken};
 use crate::store::users::{self, NewAccount, UserRow};
-
-/// Name of the access token issued at registration.
-const REGISTRATION_TOKEN_NAME: &str = "registration";
+use crate::store::{auth_sessions, d1};
 
 fn email_taken(email: &Email) -> ApiError {
     ApiError::new(
@@ -27,35 +23,25 @@ fn email_taken(email: &Email) -> ApiError {
     .with_details(json!({ "field": "email" }))
 }
 
-/// Creates a user, their personal workspace (as owner) and an access token,
-/// atomically.
+/// Creates a user and their personal workspace (as owner) and signs them
+/// in, atomically. Browsers get the session cookies, other clients tokens.
 pub async fn register(
     ctx: &Ctx,
     req: RegisterRequest,
-    remote_ip: Option<&str>,
-) -> ApiResult<RegisterResponse> {
+) -> ApiResult<(RegisterResponse, Option<SessionCookie>)> {
+    ratelimit::check(ctx, Bucket::Register, ctx.ip_key()).await?;
     let email = Email::parse(&req.email)?;
     let display_name = DisplayName::parse(&req.display_name)?;
-    super::turnstile::verify(ctx, req.turnstile_token.as_deref(), remote_ip).await?;
+    super::turnstile::verify(ctx, req.turnstile_token.as_deref(), ctx.ip.as_deref()).await?;
     if users::email_exists(&ctx.env, email.as_str()).await? {
         return Err(email_taken(&email));
     }
     let user_id = new_id(UserId::from_random)?;
     let workspace_id = new_id(WorkspaceId::from_random)?;
+    ctx.note_actor(user_id.as_str(), Some(workspace_id.as_str()));
+    ctx.note_target("user", user_id.as_str());
     let slug = WorkspaceSlug::personal(&email, &hex::encode(random::<4>()?));
     let workspace_name = format!("{}'s workspace", display_name.as_str());
-    let secret = new_secret(TokenKind::Access)?;
-    let token_id = new_id(TokenId::from_random)?;
-    let token = NewToken {
-        id: token_id.as_str(),
-        user_id: user_id.as_str(),
-        kind: TokenKind::Access,
-        name: REGISTRATION_TOKEN_NAME,
-        hash: &secret.hash(),
-        prefix: &secret.display_prefix(),
-        now: ctx.now,
-        expires_at: None,
-    };
     let mut batch = users::insert_account(
         &ctx.env,
         &NewAccount {
@@ -68,7 +54,9 @@ pub async fn register(
             now: ctx.now,
         },
     )?;
-    batch.push(tokens::insert(&ctx.env, &token)?);
+    let (session_stmts, pending) =
+        signin::prepare(ctx, user_id.as_str(), req.client, "registration")?;
+    batch.extend(session_stmts);
     let db = d1::db(&ctx.env)?;
     if let Err(e) = db.batch(batch).await {
         let err = d1::failed("register batch", e);
@@ -84,32 +72,42 @@ pub async fn register(
         email: email.as_str().to_owned(),
         display_name: display_name.as_str().to_owned(),
         created_at: ctx.now,
+        personal_workspace_id: Some(workspace_id.to_string()),
     };
     let workspace = users::memberships(&ctx.env, user_id.as_str())
         .await?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("registered user has no workspace"))?;
-    Ok(RegisterResponse {
-        user: user.to_api()?,
+    let issued = pending.finish(&user)?;
+    let response = RegisterResponse {
+        user: issued.body.user,
         workspace: workspace.to_api()?,
-        access_token: IssuedToken {
-            token: secret.expose().to_owned(),
-            info: token.row().to_api()?,
-        },
-    })
+        session: issued.body.session,
+        credentials: issued.body.credentials,
+        csrf_token: issued.body.csrf_token,
+    };
+    Ok((response, issued.cookie))
 }
 
-/// The caller, their workspaces and the token they used.
+/// The caller, their workspaces and how they authenticated.
 pub async fn me(ctx: &Ctx, caller: &Caller) -> ApiResult<Me> {
     let workspaces = users::memberships(&ctx.env, &caller.user.id)
         .await?
         .iter()
         .map(|m| m.to_api())
         .collect::<ApiResult<Vec<_>>>()?;
+    let session = match &caller.session_id {
+        Some(id) => auth_sessions::find(&ctx.env, id)
+            .await?
+            .map(|s| s.to_api(Some(id)))
+            .transpose()?,
+        None => None,
+    };
     Ok(Me {
         user: caller.user.to_api()?,
         workspaces,
-        token: caller.token.to_api()?,
+        token: caller.token.as_ref().map(|t| t.to_api()).transpose()?,
+        session,
     })
 }

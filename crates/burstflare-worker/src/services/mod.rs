@@ -2,14 +2,21 @@
 //! Each public function is what one route (or consumer) calls.
 
 pub mod accounts;
+pub mod audit;
+pub mod device;
 pub mod diagnostics;
 pub mod health;
 pub mod paging;
+pub mod passkeys;
+pub mod ratelimit;
 pub mod reconcile;
+pub mod recovery;
 pub mod sessions;
+pub mod signin;
 pub mod ssh_keys;
 pub mod tokens;
 pub mod turnstile;
+pub mod workspaces;
 
 use burstflare_api::ErrorCode;
 use burstflare_domain::ids::InvalidId;

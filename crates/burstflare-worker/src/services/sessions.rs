@@ -1,8 +1,11 @@
 //! Sessions: create, list, get, lifecycle commands, events and the SSH bridge.
 //!
-//! Visibility: a session is its owner's. Anyone else — including members of
-//! the same workspace until sharing exists — gets the same 404 as for a
-//! session that does not exist. Lifecycle state is only ever written by the
+//! Access: a session belongs to a workspace. Non-members of that workspace,
+//! and members the policy does not let see it (another member's session
+//! unless the workspace shares sessions; admins and owners see all), get the
+//! same 404 as for a session that does not exist. Seeing is not operating:
+//! members operate only their own sessions (403 otherwise), admins and
+//! owners every session. Lifecycle state is only ever written by the
 //! session's `SessionCoordinator`; this module reads the D1 projection and
 //! forwards commands.
 //!
@@ -12,16 +15,15 @@
 use burstflare_api::sessions::{
     CommandResult, CreateSessionRequest, RuntimeSpec, Session, SessionEvent,
 };
-use burstflare_api::{ErrorCode, Page, WorkspaceKind};
+use burstflare_api::{ErrorCode, Page};
 use burstflare_domain::session::{validate_env_name, validate_persisted_paths};
 use burstflare_domain::{
-    DesiredState, InstanceType, Role, SessionCommand, SessionId, SessionName, SessionState,
-    account::FieldError, policy,
+    DesiredState, SessionCommand, SessionId, SessionName, SessionState, account::FieldError, policy,
 };
-use serde_json::json;
 use worker::{Method, Request, Response};
 
 use super::paging::{bad_query, cut_page, decode_keyset, encode_keyset, parse_limit};
+use super::workspaces::{self, Membership};
 use super::{new_id, parse_id};
 use crate::auth::Caller;
 use crate::durable::session_coordinator::{self as coordinator, CommandRequest, CreateRequest};
@@ -29,7 +31,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::platform::var;
 use crate::routes::Ctx;
 use crate::store::sessions::{self as store, ListFilter, SessionRecord};
-use crate::store::users;
 
 /// The image sessions boot until templates supply one.
 pub const DEFAULT_IMAGE: &str = "burstflare/runtime:latest";
@@ -38,7 +39,7 @@ const MAX_ENV_VALUE: usize = 4096;
 
 pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> ApiResult<Session> {
     let name = SessionName::parse(&req.name)?;
-    let workspace_id = writable_workspace(ctx, caller, req.workspace_id.as_ref()).await?;
+    let workspace = writable_workspace(ctx, caller, req.workspace_id.as_ref()).await?;
     if req.env.len() > MAX_ENV_VARS {
         return Err(FieldError::new("env", format!("at most {MAX_ENV_VARS} variables")).into());
     }
@@ -65,9 +66,10 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> Ap
             .unwrap_or_else(|| vec!["/home/dev".into()]),
     )?;
     let id = new_id(SessionId::from_random)?;
+    ctx.note_target("session", id.as_str());
     let rec = SessionRecord {
         id: id.to_string(),
-        workspace_id,
+        workspace_id: workspace.id().to_owned(),
         owner_id: caller.user.id.clone(),
         name: name.to_string(),
         state: SessionState::Created,
@@ -80,7 +82,9 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> Ap
         failure_reason: None,
         spec: RuntimeSpec {
             image: var(&ctx.env, "RUNTIME_IMAGE", DEFAULT_IMAGE),
-            instance_type: req.instance_type.unwrap_or(InstanceType::Small),
+            instance_type: req
+                .instance_type
+                .unwrap_or(workspace.settings().default_instance_type),
             env: req.env,
             persisted_paths: persisted,
         },
@@ -105,60 +109,51 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> Ap
     Ok(session)
 }
 
-/// The workspace a new session goes to: the requested one if the caller may
-/// create sessions there, else the caller's personal workspace.
+/// The workspace a new session goes to: the requested one (404 for
+/// non-members) or the caller's personal workspace, if the caller may create
+/// sessions there.
 async fn writable_workspace(
     ctx: &Ctx,
     caller: &Caller,
     requested: Option<&burstflare_domain::WorkspaceId>,
-) -> ApiResult<String> {
-    let memberships = users::memberships(&ctx.env, &caller.user.id).await?;
-    let chosen = match requested {
-        Some(ws) => memberships
-            .iter()
-            .find(|m| m.id == ws.as_str())
-            .ok_or_else(|| {
-                ApiError::new(
-                    404,
-                    ErrorCode::WorkspaceNotFound,
-                    format!("workspace {:?} was not found", ws.as_str()),
-                )
-                .with_details(json!({ "id": ws.as_str() }))
-            })?,
-        None => memberships
-            .iter()
-            .find(|m| m.to_api().is_ok_and(|w| w.kind == WorkspaceKind::Personal))
-            .ok_or_else(|| ApiError::internal("caller has no personal workspace"))?,
+) -> ApiResult<Membership> {
+    let id = match requested {
+        Some(ws) => ws.to_string(),
+        None => caller.personal_workspace()?.to_owned(),
     };
-    let role: Role = chosen
-        .role
-        .parse()
-        .map_err(|_| ApiError::internal(format!("stored role {:?}", chosen.role)))?;
-    let ctx = policy::Context {
-        // Only the membership kind matters for creating sessions.
-        owners: 1,
-        personal: chosen.kind == "personal",
-    };
-    policy::authorize(role, policy::Action::CreateSession, ctx).map_err(|denied| {
-        ApiError::new(
-            403,
-            ErrorCode::Forbidden,
-            format!("cannot create a session here: {denied}"),
-        )
-    })?;
-    Ok(chosen.id.clone())
+    let m = workspaces::member_of(ctx, caller, &id).await?;
+    m.allow(policy::Action::CreateSession)?;
+    Ok(m)
 }
 
-/// The caller's live session `raw_id`, or 404.
-async fn owned(ctx: &Ctx, caller: &Caller, raw_id: &str) -> ApiResult<SessionRecord> {
+/// The live session `raw_id` if the caller may see it (404 otherwise) and,
+/// with `operate`, act on it (403 otherwise).
+async fn accessible(
+    ctx: &Ctx,
+    caller: &Caller,
+    raw_id: &str,
+    operate: bool,
+) -> ApiResult<SessionRecord> {
     let id: SessionId = parse_id(raw_id, "session_id")?;
-    store::find_owned(&ctx.env, id.as_str(), &caller.user.id)
+    ctx.note_target("session", id.as_str());
+    let not_found = || ApiError::not_found(ErrorCode::SessionNotFound, "session", id.as_str());
+    let rec = store::find_live(&ctx.env, id.as_str())
         .await?
-        .ok_or_else(|| ApiError::not_found(ErrorCode::SessionNotFound, "session", id.as_str()))
+        .ok_or_else(not_found)?;
+    let m = workspaces::member_of(ctx, caller, &rec.workspace_id)
+        .await
+        .map_err(|e| if e.status == 404 { not_found() } else { e })?;
+    let own = rec.owner_id == caller.user.id;
+    m.allow(policy::Action::ViewSession { own })
+        .map_err(|_| not_found())?;
+    if operate {
+        m.allow(policy::Action::OperateSession { own })?;
+    }
+    Ok(rec)
 }
 
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> ApiResult<Session> {
-    owned(ctx, caller, id).await?.to_api()
+    accessible(ctx, caller, id, false).await?.to_api()
 }
 
 /// Query of `GET /sessions`.
@@ -179,14 +174,21 @@ pub async fn list(ctx: &Ctx, caller: &Caller, q: ListQuery) -> ApiResult<Page<Se
     if let Some(n) = &q.name {
         SessionName::parse(n).map_err(|e| bad_query("name", e.message))?;
     }
+    // Within a workspace: every session the caller may see there; without
+    // one, the caller's own sessions everywhere.
+    let mut owner = Some(caller.user.id.as_str());
     if let Some(w) = &q.workspace_id {
         w.parse::<burstflare_domain::WorkspaceId>()
             .map_err(|e| bad_query("workspace_id", e.to_string()))?;
+        let m = workspaces::member_of(ctx, caller, w).await?;
+        if m.allow(policy::Action::ViewSession { own: false }).is_ok() {
+            owner = None;
+        }
     }
     let mut rows = store::list(
         &ctx.env,
         &ListFilter {
-            owner_id: &caller.user.id,
+            owner_id: owner,
             workspace_id: q.workspace_id.as_deref(),
             name: q.name.as_deref(),
             after,
@@ -208,7 +210,7 @@ pub async fn command(
     id: &str,
     command: SessionCommand,
 ) -> ApiResult<CommandResult> {
-    let rec = owned(ctx, caller, id).await?;
+    let rec = accessible(ctx, caller, id, true).await?;
     let req = CommandRequest {
         command,
         actor: caller.user.id.clone(),
@@ -223,7 +225,7 @@ pub async fn events(
     after: Option<&str>,
     limit: Option<&str>,
 ) -> ApiResult<Page<SessionEvent>> {
-    let rec = owned(ctx, caller, id).await?;
+    let rec = accessible(ctx, caller, id, false).await?;
     let limit = parse_limit(limit)?;
     let after_seq = match after {
         None => 0,
@@ -244,7 +246,7 @@ pub async fn events(
 
 /// `GET /sessions/{id}/ssh`: a WebSocket carrying the SSH byte stream.
 pub async fn ssh(ctx: &Ctx, caller: &Caller, id: &str, req: &Request) -> ApiResult<Response> {
-    let rec = owned(ctx, caller, id).await?;
+    let rec = accessible(ctx, caller, id, true).await?;
     let upgrade = req.headers().get("upgrade").ok().flatten();
     if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return Err(ApiError::new(

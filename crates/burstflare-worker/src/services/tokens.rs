@@ -26,6 +26,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateTokenRequest) -> ApiR
         prefix: &secret.display_prefix(),
         now: ctx.now,
         expires_at,
+        session_id: None,
     };
     let stmt = tokens::insert(&ctx.env, &token)?;
     stmt.run()
@@ -67,6 +68,7 @@ pub async fn list(
 /// missing one.
 pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str) -> ApiResult<TokenInfo> {
     let id: TokenId = parse_id(id, "token_id")?;
+    ctx.note_target("token", id.as_str());
     let not_found = || ApiError::not_found(ErrorCode::TokenNotFound, "token", id.as_str());
     let row = tokens::find_for_user(&ctx.env, &caller.user.id, id.as_str())
         .await?

@@ -20,6 +20,11 @@ pub fn int(v: i64) -> JsValue {
     JsValue::from_f64(v as f64)
 }
 
+/// A nullable text argument.
+pub fn opt_text(v: Option<&str>) -> JsValue {
+    v.map_or(JsValue::NULL, text)
+}
+
 /// A nullable integer argument.
 pub fn opt_int(v: Option<i64>) -> JsValue {
     v.map_or(JsValue::NULL, int)

@@ -215,15 +215,13 @@ pub fn insert_event(
     )
 }
 
-/// A live (not deleted) session visible to `owner_id`.
-pub async fn find_owned(env: &Env, id: &str, owner_id: &str) -> ApiResult<Option<SessionRecord>> {
+/// A live (not deleted) session; who may see it is the caller's business.
+pub async fn find_live(env: &Env, id: &str) -> ApiResult<Option<SessionRecord>> {
     let db = d1::db(env)?;
     let row: Option<SessionRow> = d1::first(
         &db,
-        &format!(
-            "SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND owner_id = ?2 AND deleted_at IS NULL"
-        ),
-        &[text(id), text(owner_id)],
+        &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND deleted_at IS NULL"),
+        &[text(id)],
     )
     .await?;
     row.map(SessionRow::into_record).transpose()
@@ -231,16 +229,17 @@ pub async fn find_owned(env: &Env, id: &str, owner_id: &str) -> ApiResult<Option
 
 pub use super::After;
 
-/// Filters of a session list.
+/// Filters of a session list: `owner_id` (one owner's sessions) or, with a
+/// workspace and no owner, every session of the workspace.
 pub struct ListFilter<'a> {
-    pub owner_id: &'a str,
+    pub owner_id: Option<&'a str>,
     pub workspace_id: Option<&'a str>,
     pub name: Option<&'a str>,
     pub after: Option<After>,
     pub limit: u32,
 }
 
-/// Live sessions of the owner, oldest first.
+/// Live sessions matching the filter, oldest first.
 pub async fn list(env: &Env, f: &ListFilter<'_>) -> ApiResult<Vec<SessionRecord>> {
     let db = d1::db(env)?;
     let (after_at, after_id) = f
@@ -250,13 +249,13 @@ pub async fn list(env: &Env, f: &ListFilter<'_>) -> ApiResult<Vec<SessionRecord>
     let rows: Vec<SessionRow> = d1::all(
         &db,
         &format!(
-            "SELECT {COLUMNS} FROM sessions WHERE owner_id = ?1 AND deleted_at IS NULL \
+            "SELECT {COLUMNS} FROM sessions WHERE (?1 IS NULL OR owner_id = ?1) AND deleted_at IS NULL \
              AND (?2 IS NULL OR workspace_id = ?2) AND (?3 IS NULL OR name = ?3) \
              AND (created_at > ?4 OR (created_at = ?4 AND id > ?5)) \
              ORDER BY created_at, id LIMIT ?6"
         ),
         &[
-            text(f.owner_id),
+            opt_text(f.owner_id),
             opt_text(f.workspace_id),
             opt_text(f.name),
             int(after_at),

@@ -5,11 +5,11 @@ use burstflare_domain::TokenKind;
 use serde::Deserialize;
 use worker::{D1PreparedStatement, Env};
 
-use super::d1::{self, int, opt_int, text};
+use super::d1::{self, int, opt_int, opt_text, text};
 use crate::error::{ApiError, ApiResult};
 
-const COLUMNS: &str =
-    "id, user_id, kind, name, token_prefix, created_at, expires_at, last_used_at, revoked_at";
+const COLUMNS: &str = "id, user_id, kind, name, token_prefix, created_at, expires_at, \
+                       last_used_at, revoked_at, session_id";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenRow {
@@ -22,6 +22,8 @@ pub struct TokenRow {
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 impl TokenRow {
@@ -53,6 +55,8 @@ pub struct NewToken<'a> {
     pub prefix: &'a str,
     pub now: i64,
     pub expires_at: Option<i64>,
+    /// The auth session an access token belongs to.
+    pub session_id: Option<&'a str>,
 }
 
 impl NewToken<'_> {
@@ -67,6 +71,7 @@ impl NewToken<'_> {
             expires_at: self.expires_at,
             last_used_at: None,
             revoked_at: None,
+            session_id: self.session_id.map(str::to_owned),
         }
     }
 }
@@ -75,8 +80,8 @@ pub fn insert(env: &Env, t: &NewToken<'_>) -> ApiResult<D1PreparedStatement> {
     let db = d1::db(env)?;
     d1::stmt(
         &db,
-        "INSERT INTO api_tokens (id, user_id, kind, name, token_hash, token_prefix, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO api_tokens (id, user_id, kind, name, token_hash, token_prefix, created_at, expires_at, session_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         &[
             text(t.id),
             text(t.user_id),
@@ -86,6 +91,7 @@ pub fn insert(env: &Env, t: &NewToken<'_>) -> ApiResult<D1PreparedStatement> {
             text(t.prefix),
             int(t.now),
             opt_int(t.expires_at),
+            opt_text(t.session_id),
         ],
     )
 }
@@ -145,6 +151,18 @@ pub async fn list(
          ORDER BY created_at DESC, id DESC LIMIT ?3"
     );
     d1::all(&db, &sql, &args).await
+}
+
+/// Revokes every token of the user (access and personal); yields how many.
+pub async fn revoke_all(env: &Env, user_id: &str, now: i64) -> ApiResult<usize> {
+    let db = d1::db(env)?;
+    d1::execute(
+        &db,
+        "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > ?2)",
+        &[text(user_id), int(now)],
+    )
+    .await
 }
 
 /// Marks a token revoked unless it is already.

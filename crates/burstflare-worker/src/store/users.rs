@@ -13,6 +13,9 @@ pub struct UserRow {
     pub email: String,
     pub display_name: String,
     pub created_at: i64,
+    /// The user's personal workspace (where account-level actions are audited).
+    #[serde(default)]
+    pub personal_workspace_id: Option<String>,
 }
 
 impl UserRow {
@@ -56,12 +59,25 @@ impl MembershipRow {
     }
 }
 
+const USER_COLUMNS: &str = "u.id, u.email, u.display_name, u.created_at, \
+    (SELECT w.id FROM workspaces w WHERE w.personal_owner_id = u.id) AS personal_workspace_id";
+
 pub async fn find(env: &Env, id: &str) -> ApiResult<Option<UserRow>> {
     let db = d1::db(env)?;
     d1::first(
         &db,
-        "SELECT id, email, display_name, created_at FROM users WHERE id = ?1",
+        &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1"),
         &[text(id)],
+    )
+    .await
+}
+
+pub async fn find_by_email(env: &Env, email: &str) -> ApiResult<Option<UserRow>> {
+    let db = d1::db(env)?;
+    d1::first(
+        &db,
+        &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = ?1"),
+        &[text(email)],
     )
     .await
 }

@@ -1,0 +1,820 @@
+//! Identity: refresh rotation and reuse detection, signed-in sessions,
+//! logout, recovery codes, passkeys (software authenticator), browser
+//! cookies with CSRF, device login (API and CLI), and the audit records all
+//! of that leaves.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use burstflare_api::identity::{
+    AuditOutcome, ClientKind, CreateWorkspaceRequest, DeviceCodeRequest, DeviceTokenRequest,
+    PasskeyLoginOptionsRequest, RecoveryLoginRequest, RefreshRequest, SignedIn,
+};
+use burstflare_api::{CreateTokenRequest, ErrorCode, RegisterRequest, RegisterResponse};
+use burstflare_cli::client::Client;
+use burstflare_domain::webauthn::soft::SoftAlg;
+use burstflare_e2e::Stack;
+use burstflare_e2e::passkey::{SoftAttestation, SoftPasskey};
+use burstflare_e2e::stack::unique;
+use burstflare_e2e::user::{User, ok, run, text};
+
+use crate::support::{expect_api_error, expect_envelope};
+
+/// The caller's audit records (personal workspace) for `action`.
+async fn audit_of(
+    client: &Client,
+    action: &str,
+) -> Result<Vec<burstflare_api::identity::AuditEvent>> {
+    let me = client.me().await?;
+    let personal = me
+        .workspaces
+        .iter()
+        .find(|w| w.kind == burstflare_api::WorkspaceKind::Personal)
+        .context("personal workspace")?;
+    Ok(client
+        .audit(personal.id.as_str(), &[("action", action)], None, Some(200))
+        .await?
+        .items)
+}
+
+/// Asserts the caller's audit log has an `action` record with `outcome`.
+pub async fn expect_audit(client: &Client, action: &str, outcome: AuditOutcome) -> Result<()> {
+    let records = audit_of(client, action).await?;
+    ensure!(
+        records.iter().any(|r| r.outcome == outcome),
+        "no {outcome:?} audit record for {action}: {records:?}"
+    );
+    Ok(())
+}
+
+fn tokens_client(stack: &Stack, signed_in: &SignedIn) -> Result<Client> {
+    let creds = signed_in.credentials.as_ref().context("tokens")?;
+    Ok(stack
+        .client()?
+        .with_token(Some(creds.access_token.token.clone())))
+}
+
+async fn recovery_sign_in(stack: &Stack, email: &str, code: &str) -> Result<SignedIn> {
+    Ok(stack
+        .client()?
+        .recovery_login(&RecoveryLoginRequest {
+            email: email.to_owned(),
+            code: code.to_owned(),
+            client: ClientKind::Api,
+        })
+        .await?)
+}
+
+/// A personal access token for `client`'s user: survives session revocations.
+async fn pat(client: &Client, stack: &Stack) -> Result<Client> {
+    let issued = client
+        .create_token(&CreateTokenRequest {
+            name: format!("audit-{}", unique()),
+            expires_in_days: Some(1),
+        })
+        .await?;
+    Ok(stack.client()?.with_token(Some(issued.token)))
+}
+
+pub async fn refresh_rotates_and_reuse_revokes_the_family(stack: &Stack) -> Result<()> {
+    let (reg, client) = stack.register("refresh").await?;
+    let reader = pat(&client, stack).await?;
+    let first = reg.credentials.clone().context("tokens")?;
+    let anon = stack.client()?;
+    let second = anon
+        .refresh(&RefreshRequest {
+            refresh_token: first.refresh_token.clone(),
+        })
+        .await?;
+    ensure!(second.session_id == first.session_id, "same session");
+    ensure!(second.refresh_token != first.refresh_token);
+    ensure!(second.access_token.token != first.access_token.token);
+    let a2 = anon.with_token(Some(second.access_token.token.clone()));
+    ensure!(a2.me().await?.session.map(|s| s.id) == Some(reg.session.id.clone()));
+    // Presenting the exchanged token again: the whole session is revoked.
+    let err = expect_api_error(
+        anon.refresh(&RefreshRequest {
+            refresh_token: first.refresh_token.clone(),
+        })
+        .await,
+        401,
+        ErrorCode::RefreshTokenReused,
+    )?;
+    ensure!(err.message.contains("used already"), "{}", err.message);
+    for token in [&first.access_token.token, &second.access_token.token] {
+        expect_api_error(
+            anon.with_token(Some(token.clone())).me().await,
+            401,
+            ErrorCode::InvalidToken,
+        )?;
+    }
+    // The successor is dead too.
+    expect_api_error(
+        anon.refresh(&RefreshRequest {
+            refresh_token: second.refresh_token.clone(),
+        })
+        .await,
+        401,
+        ErrorCode::InvalidToken,
+    )?;
+    // Malformed and wrong-kind refresh tokens.
+    for bad in ["nope", first.access_token.token.as_str()] {
+        expect_api_error(
+            anon.refresh(&RefreshRequest {
+                refresh_token: bad.to_owned(),
+            })
+            .await,
+            401,
+            ErrorCode::InvalidToken,
+        )?;
+    }
+    // The personal token still works and reads the audit trail.
+    expect_audit(&reader, "auth.refresh", AuditOutcome::Success).await?;
+    let reuse = audit_of(&reader, "auth.refresh").await?;
+    ensure!(
+        reuse.iter().any(|r| r.outcome == AuditOutcome::Denied
+            && r.error_code.as_deref() == Some("refresh_token_reused")
+            && r.target_id.as_deref() == Some(reg.session.id.as_str())),
+        "{reuse:?}"
+    );
+    // The refreshing client refreshes by itself after a 401 (its access
+    // token is revoked along with the session here, so it fails cleanly).
+    expect_api_error(client.me().await, 401, ErrorCode::InvalidToken)?;
+    Ok(())
+}
+
+pub async fn sessions_list_revoke_logout_and_logout_all(stack: &Stack) -> Result<()> {
+    let (reg, client) = stack.register("sessions").await?;
+    let codes = client.generate_recovery_codes().await?.codes;
+    let other = recovery_sign_in(stack, &reg.user.email, &codes[0]).await?;
+    let other_client = tokens_client(stack, &other)?;
+    let listed = client.auth_sessions(None).await?.items;
+    ensure!(listed.len() == 2, "{listed:?}");
+    let mine = listed
+        .iter()
+        .find(|s| s.current)
+        .context("current session")?;
+    ensure!(mine.id == reg.session.id && mine.method == "registration");
+    let theirs = listed
+        .iter()
+        .find(|s| !s.current)
+        .context("other session")?;
+    ensure!(theirs.id == other.session.id && theirs.method == "recovery_code");
+    ensure!(
+        theirs.ip.is_some() && theirs.user_agent.is_some(),
+        "{theirs:?}"
+    );
+    // Revoke the other one by id: its token stops working at once.
+    let revoked = client
+        .revoke_auth_session(other.session.id.as_str())
+        .await?;
+    ensure!(revoked.revoked_at.is_some());
+    expect_api_error(other_client.me().await, 401, ErrorCode::InvalidToken)?;
+    ensure!(client.auth_sessions(None).await?.items.len() == 1);
+    // Someone else's session id is a 404.
+    let (_, stranger) = stack.register("sessions-stranger").await?;
+    expect_api_error(
+        stranger.revoke_auth_session(reg.session.id.as_str()).await,
+        404,
+        ErrorCode::AuthSessionNotFound,
+    )?;
+    expect_api_error(
+        client.revoke_auth_session("aus_nope").await,
+        400,
+        ErrorCode::InvalidField,
+    )?;
+    // Logout ends the current session only.
+    let third = recovery_sign_in(stack, &reg.user.email, &codes[1]).await?;
+    let third_client = tokens_client(stack, &third)?;
+    let reader = pat(&third_client, stack).await?;
+    client.logout().await?;
+    expect_api_error(client.me().await, 401, ErrorCode::InvalidToken)?;
+    third_client.me().await?;
+    // Logout-all ends every session and every token, personal ones included.
+    let fourth = recovery_sign_in(stack, &reg.user.email, &codes[2]).await?;
+    expect_audit(&reader, "auth.logout", AuditOutcome::Success).await?;
+    expect_audit(&reader, "auth.session_revoke", AuditOutcome::Success).await?;
+    expect_audit(&reader, "auth.recovery_login", AuditOutcome::Success).await?;
+    let result = third_client.logout_all().await?;
+    ensure!(result.sessions_revoked == 2, "{result:?}");
+    ensure!(result.tokens_revoked >= 3, "{result:?}");
+    for c in [&third_client, &reader, &tokens_client(stack, &fourth)?] {
+        expect_api_error(c.me().await, 401, ErrorCode::InvalidToken)?;
+    }
+    let back = recovery_sign_in(stack, &reg.user.email, &codes[3]).await?;
+    let back = tokens_client(stack, &back)?;
+    expect_audit(&back, "auth.logout_all", AuditOutcome::Success).await?;
+    Ok(())
+}
+
+pub async fn recovery_codes_are_one_time_and_regenerate(stack: &Stack) -> Result<()> {
+    let (reg, client) = stack.register("recovery").await?;
+    let status = client.recovery_codes().await?;
+    ensure!(status.total == 0 && status.remaining == 0 && status.generated_at.is_none());
+    let set = client.generate_recovery_codes().await?;
+    ensure!(set.codes.len() == 10);
+    ensure!(client.recovery_codes().await?.remaining == 10);
+    // Only hashes are stored.
+    let dump = stack.d1_execute(&format!(
+        "SELECT * FROM recovery_codes WHERE user_id = '{}'",
+        reg.user.id
+    ))?;
+    ensure!(
+        !set.codes.iter().any(|c| dump.contains(c)),
+        "plaintext code stored"
+    );
+    // Typed loosely (upper case, no dashes), a code signs in once.
+    let typed = set.codes[0].replace('-', "").to_uppercase();
+    let signed = recovery_sign_in(stack, &reg.user.email.to_uppercase(), &typed).await?;
+    ensure!(signed.session.method == "recovery_code");
+    tokens_client(stack, &signed)?.me().await?;
+    let again = stack
+        .client()?
+        .recovery_login(&RecoveryLoginRequest {
+            email: reg.user.email.clone(),
+            code: set.codes[0].clone(),
+            client: ClientKind::Api,
+        })
+        .await;
+    expect_api_error(again, 401, ErrorCode::InvalidRecoveryCode)?;
+    ensure!(client.recovery_codes().await?.remaining == 9);
+    // A wrong email, a malformed code and an unknown account all look the same.
+    for (email, code) in [
+        (
+            format!("nobody-{}@example.test", unique()),
+            set.codes[1].clone(),
+        ),
+        (reg.user.email.clone(), "not-a-code".to_owned()),
+        (reg.user.email.clone(), "00000-00000-00000".to_owned()),
+    ] {
+        let r = stack
+            .client()?
+            .recovery_login(&RecoveryLoginRequest {
+                email,
+                code,
+                client: ClientKind::Api,
+            })
+            .await;
+        expect_api_error(r, 401, ErrorCode::InvalidRecoveryCode)?;
+    }
+    // Regenerating invalidates the old set.
+    let fresh = client.generate_recovery_codes().await?;
+    ensure!(fresh.codes != set.codes);
+    let old = stack
+        .client()?
+        .recovery_login(&RecoveryLoginRequest {
+            email: reg.user.email.clone(),
+            code: set.codes[1].clone(),
+            client: ClientKind::Api,
+        })
+        .await;
+    expect_api_error(old, 401, ErrorCode::InvalidRecoveryCode)?;
+    ensure!(client.recovery_codes().await?.remaining == 10);
+    recovery_sign_in(stack, &reg.user.email, &fresh.codes[9]).await?;
+    expect_audit(&client, "recovery_codes.generate", AuditOutcome::Success).await?;
+    expect_audit(&client, "auth.recovery_login", AuditOutcome::Denied).await?;
+    Ok(())
+}
+
+fn origin(stack: &Stack) -> String {
+    format!("http://localhost:{}", stack.port)
+}
+
+pub async fn passkeys_register_sign_in_and_reject_tampering(stack: &Stack) -> Result<()> {
+    let (reg, client) = stack.register("passkeys").await?;
+    let anon = stack.client()?;
+    let mut es = SoftPasskey::new(SoftAlg::Es256, 11, &origin(stack));
+    let mut ed = SoftPasskey::new(SoftAlg::EdDsa, 12, &origin(stack));
+    // Registration: ES256 with packed self-attestation, EdDSA with none.
+    let c = client.passkey_register_options().await?;
+    ensure!(c.public_key["rp"]["id"] == "localhost", "{}", c.public_key);
+    let es_key = client
+        .register_passkey(&es.create(&c, "laptop", |o| {
+            o.attestation = SoftAttestation::PackedSelf;
+        })?)
+        .await?;
+    ensure!(es_key.algorithm == -7 && es_key.name == "laptop");
+    let c = client.passkey_register_options().await?;
+    let excluded = c.public_key["excludeCredentials"].as_array().map(Vec::len);
+    ensure!(excluded == Some(1), "{}", c.public_key);
+    let ed_key = client
+        .register_passkey(&ed.create(&c, "phone", |_| {})?)
+        .await?;
+    ensure!(ed_key.algorithm == -8);
+    ensure!(client.passkeys().await?.len() == 2);
+    // The same credential twice, a replayed registration challenge.
+    let c = client.passkey_register_options().await?;
+    let dup = es.create(&c, "again", |_| {})?;
+    expect_api_error(
+        client.register_passkey(&dup).await,
+        409,
+        ErrorCode::PasskeyExists,
+    )?;
+    expect_api_error(
+        client.register_passkey(&dup).await,
+        400,
+        ErrorCode::ChallengeInvalid,
+    )?;
+    // Registration rejections, each with its reason.
+    let mut rogue = SoftPasskey::new(SoftAlg::Es256, 13, &origin(stack));
+    for (reason, tweak) in [
+        (
+            "origin_not_allowed",
+            Box::new(|o: &mut burstflare_domain::webauthn::soft::CreateOptions| {
+                o.origin = "https://evil.example".into()
+            }) as Box<dyn FnOnce(&mut _) + Send>,
+        ),
+        (
+            "rp_id_mismatch",
+            Box::new(|o: &mut burstflare_domain::webauthn::soft::CreateOptions| {
+                o.rp_id = "evil.example".into()
+            }),
+        ),
+        (
+            "user_not_verified",
+            Box::new(|o: &mut burstflare_domain::webauthn::soft::CreateOptions| {
+                o.user_verified = false
+            }),
+        ),
+        (
+            "invalid_attestation_statement",
+            Box::new(|o: &mut burstflare_domain::webauthn::soft::CreateOptions| {
+                o.attestation = SoftAttestation::PackedSelf;
+                o.tamper_signature = true;
+            }),
+        ),
+        (
+            "wrong_ceremony_type",
+            Box::new(|o: &mut burstflare_domain::webauthn::soft::CreateOptions| {
+                o.ceremony_type = Some("webauthn.get".into())
+            }),
+        ),
+    ] {
+        let c = client.passkey_register_options().await?;
+        let req = rogue.create(&c, "rogue", tweak)?;
+        let err = expect_api_error(
+            client.register_passkey(&req).await,
+            400,
+            ErrorCode::PasskeyRejected,
+        )?;
+        ensure!(err.details["reason"] == reason, "want {reason}: {err:?}");
+    }
+    // Sign in with each passkey, with and without naming the account.
+    for (key, email) in [(&mut es, Some(reg.user.email.clone())), (&mut ed, None)] {
+        let c = anon
+            .passkey_login_options(&PasskeyLoginOptionsRequest {
+                email: email.clone(),
+            })
+            .await?;
+        let allowed = c.public_key["allowCredentials"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0);
+        ensure!(
+            allowed == if email.is_some() { 2 } else { 0 },
+            "{}",
+            c.public_key
+        );
+        let signed = anon
+            .passkey_login(&key.get(&c, ClientKind::Api, |_| {})?)
+            .await?;
+        ensure!(signed.user.id == reg.user.id && signed.session.method == "passkey");
+        tokens_client(stack, &signed)?.me().await?;
+    }
+    // Assertion rejections.
+    type Tweak = Box<dyn FnOnce(&mut burstflare_domain::webauthn::soft::GetOptions) + Send>;
+    let cases: Vec<(&str, Tweak)> = vec![
+        ("invalid_signature", Box::new(|o| o.tamper_signature = true)),
+        (
+            "origin_not_allowed",
+            Box::new(|o| o.origin = "http://localhost:1".into()),
+        ),
+        (
+            "rp_id_mismatch",
+            Box::new(|o| o.rp_id = "example.com".into()),
+        ),
+        (
+            "challenge_mismatch",
+            Box::new(|o| o.challenge = vec![7; 32]),
+        ),
+        ("user_not_verified", Box::new(|o| o.user_verified = false)),
+        ("user_not_present", Box::new(|o| o.user_present = false)),
+        (
+            "sign_count_regression",
+            Box::new(|o| o.sign_count = Some(1)),
+        ),
+        (
+            "wrong_ceremony_type",
+            Box::new(|o| o.ceremony_type = Some("webauthn.create".into())),
+        ),
+    ];
+    for (reason, tweak) in cases {
+        let c = anon
+            .passkey_login_options(&PasskeyLoginOptionsRequest::default())
+            .await?;
+        let req = es.get(&c, ClientKind::Api, tweak)?;
+        let err = expect_api_error(
+            anon.passkey_login(&req).await,
+            401,
+            ErrorCode::PasskeyRejected,
+        )?;
+        ensure!(err.details["reason"] == reason, "want {reason}: {err:?}");
+        // Each challenge is spent by its first use, failed or not: a replay is refused.
+        expect_api_error(
+            anon.passkey_login(&req).await,
+            400,
+            ErrorCode::ChallengeInvalid,
+        )?;
+    }
+    // A replayed successful assertion is refused too.
+    let c = anon
+        .passkey_login_options(&PasskeyLoginOptionsRequest::default())
+        .await?;
+    let good = es.get(&c, ClientKind::Api, |_| {})?;
+    anon.passkey_login(&good).await?;
+    expect_api_error(
+        anon.passkey_login(&good).await,
+        400,
+        ErrorCode::ChallengeInvalid,
+    )?;
+    // Options for another account do not accept this passkey.
+    let (other_reg, _) = stack.register("passkeys-other").await?;
+    let c = anon
+        .passkey_login_options(&PasskeyLoginOptionsRequest {
+            email: Some(other_reg.user.email.clone()),
+        })
+        .await?;
+    let err = expect_api_error(
+        anon.passkey_login(&es.get(&c, ClientKind::Api, |_| {})?)
+            .await,
+        401,
+        ErrorCode::PasskeyRejected,
+    )?;
+    ensure!(err.details["reason"] == "credential_not_allowed", "{err:?}");
+    // An unregistered passkey.
+    let c = anon
+        .passkey_login_options(&PasskeyLoginOptionsRequest::default())
+        .await?;
+    let err = expect_api_error(
+        anon.passkey_login(&rogue.get(&c, ClientKind::Api, |_| {})?)
+            .await,
+        401,
+        ErrorCode::PasskeyRejected,
+    )?;
+    ensure!(err.details["reason"] == "unknown_credential", "{err:?}");
+    // Delete: fine while another passkey remains; the last one needs recovery codes.
+    client.delete_passkey(ed_key.id.as_str()).await?;
+    expect_api_error(
+        client.delete_passkey(es_key.id.as_str()).await,
+        409,
+        ErrorCode::LastSignInMethod,
+    )?;
+    client.generate_recovery_codes().await?;
+    client.delete_passkey(es_key.id.as_str()).await?;
+    ensure!(client.passkeys().await?.is_empty());
+    expect_api_error(
+        client.delete_passkey(es_key.id.as_str()).await,
+        404,
+        ErrorCode::PasskeyNotFound,
+    )?;
+    expect_audit(&client, "passkey.register", AuditOutcome::Success).await?;
+    expect_audit(&client, "passkey.register", AuditOutcome::Failed).await?;
+    expect_audit(&client, "auth.passkey_login", AuditOutcome::Success).await?;
+    expect_audit(&client, "auth.passkey_login", AuditOutcome::Denied).await?;
+    expect_audit(&client, "passkey.delete", AuditOutcome::Success).await?;
+    Ok(())
+}
+
+/// `Set-Cookie` headers of a response, by cookie name.
+fn set_cookies(resp: &reqwest::Response) -> Vec<(String, String)> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let (name, _) = v.split_once('=')?;
+            Some((name.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+fn cookie_value(header: &str) -> String {
+    header
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default()
+}
+
+pub async fn browser_cookie_and_csrf(stack: &Stack) -> Result<()> {
+    let http = stack.http();
+    let resp = http
+        .post(stack.api("/auth/register"))
+        .json(&RegisterRequest {
+            email: format!("browser-{}@example.test", unique()),
+            display_name: "Browser".into(),
+            turnstile_token: None,
+            client: ClientKind::Browser,
+        })
+        .send()
+        .await?;
+    ensure!(resp.status() == 201, "{}", resp.status());
+    let cookies = set_cookies(&resp);
+    let body: RegisterResponse = resp.json().await?;
+    ensure!(body.credentials.is_none(), "no bearer tokens for browsers");
+    let csrf = body.csrf_token.clone().context("csrf token")?;
+    let session = cookies
+        .iter()
+        .find(|(n, _)| n == "bf_session")
+        .map(|(_, v)| v.clone())
+        .context("session cookie")?;
+    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        ensure!(session.contains(attr), "{attr} missing: {session}");
+    }
+    let csrf_cookie = cookies
+        .iter()
+        .find(|(n, _)| n == "bf_csrf")
+        .map(|(_, v)| v.clone())
+        .context("csrf cookie")?;
+    ensure!(!csrf_cookie.contains("HttpOnly") && cookie_value(&csrf_cookie) == csrf);
+    let cookie = format!("bf_session={}", cookie_value(&session));
+    // Reads need only the cookie.
+    let me: burstflare_api::Me = http
+        .get(stack.api("/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    ensure!(me.user.id == body.user.id && me.token.is_none());
+    ensure!(me.session.map(|s| s.client) == Some(ClientKind::Browser));
+    // Mutations need the matching CSRF token as well.
+    let create = |csrf: Option<&str>| {
+        let mut req = http
+            .post(stack.api("/auth/tokens"))
+            .header("cookie", &cookie)
+            .json(&CreateTokenRequest {
+                name: "from-browser".into(),
+                expires_in_days: None,
+            });
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        req.send()
+    };
+    expect_envelope(create(None).await?, 403, ErrorCode::CsrfFailed).await?;
+    expect_envelope(
+        create(Some("0".repeat(64).as_str())).await?,
+        403,
+        ErrorCode::CsrfFailed,
+    )
+    .await?;
+    ensure!(create(Some(&csrf)).await?.status() == 201);
+    let resp = http
+        .delete(stack.api("/ssh-keys/key_00000000000000000000000000"))
+        .header("cookie", &cookie)
+        .send()
+        .await?;
+    expect_envelope(resp, 403, ErrorCode::CsrfFailed).await?;
+    // A bearer token is never needed: the cookie is enough for everything.
+    let ws = http
+        .post(stack.api("/workspaces"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&CreateWorkspaceRequest {
+            name: "Cookie team".into(),
+        })
+        .send()
+        .await?;
+    ensure!(ws.status() == 201, "{}", ws.status());
+    // The denied attempts are audited against the user.
+    let audit: burstflare_api::Page<burstflare_api::identity::AuditEvent> = http
+        .get(stack.api(&format!(
+            "/workspaces/{}/audit?action=token.create",
+            body.workspace.id
+        )))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let denied = audit
+        .items
+        .iter()
+        .filter(|r| r.error_code.as_deref() == Some("csrf_failed"))
+        .count();
+    ensure!(denied == 2, "{:?}", audit.items);
+    ensure!(
+        audit
+            .items
+            .iter()
+            .any(|r| r.outcome == AuditOutcome::Success)
+    );
+    // Logout clears the cookies and ends the session.
+    let resp = http
+        .post(stack.api("/auth/logout"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await?;
+    ensure!(resp.status() == 204, "{}", resp.status());
+    let cleared = set_cookies(&resp);
+    ensure!(
+        cleared
+            .iter()
+            .any(|(n, v)| n == "bf_session" && v.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    let resp = http
+        .get(stack.api("/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await?;
+    expect_envelope(resp, 401, ErrorCode::InvalidToken).await?;
+    // Passkey sign-in for a browser sets a cookie too.
+    let (reg, client) = stack.register("browser-passkey").await?;
+    let mut key = SoftPasskey::new(SoftAlg::EdDsa, 21, &origin(stack));
+    let c = client.passkey_register_options().await?;
+    client
+        .register_passkey(&key.create(&c, "browser", |_| {})?)
+        .await?;
+    let c = stack
+        .client()?
+        .passkey_login_options(&PasskeyLoginOptionsRequest::default())
+        .await?;
+    let resp = http
+        .post(stack.api("/auth/login/passkey"))
+        .json(&key.get(&c, ClientKind::Browser, |_| {})?)
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "{}", resp.status());
+    ensure!(set_cookies(&resp).iter().any(|(n, _)| n == "bf_session"));
+    let signed: SignedIn = resp.json().await?;
+    ensure!(
+        signed.user.id == reg.user.id
+            && signed.credentials.is_none()
+            && signed.csrf_token.is_some()
+    );
+    Ok(())
+}
+
+pub async fn device_authorization_api_rules(stack: &Stack) -> Result<()> {
+    let (_, approver) = stack.register("device-approver").await?;
+    let anon = stack.client()?;
+    let code = anon
+        .device_code(&DeviceCodeRequest {
+            client_name: Some("test device".into()),
+        })
+        .await?;
+    ensure!(code.device_code.starts_with("bf_dc_"));
+    ensure!(code.user_code.len() == 9 && code.user_code.as_bytes()[4] == b'-');
+    ensure!(code.verification_uri.ends_with("/device") && code.interval == 1);
+    ensure!(code.verification_uri_complete.contains(&code.user_code));
+    let req = DeviceTokenRequest {
+        device_code: code.device_code.clone(),
+    };
+    let poll = || anon.device_token(&req);
+    expect_api_error(poll().await, 400, ErrorCode::AuthorizationPending)?;
+    // Polling faster than the interval: slow down, and the interval grows.
+    let err = expect_api_error(poll().await, 400, ErrorCode::SlowDown)?;
+    ensure!(err.details["interval"] == 2, "{err:?}");
+    // The approver sees the request (any case, without the dash).
+    let shown = approver
+        .device_request(&code.user_code.replace('-', "").to_lowercase())
+        .await?;
+    ensure!(shown.client_name == "test device" && shown.status == "pending");
+    ensure!(
+        shown.ip.is_some() && shown.user_agent.is_some(),
+        "{shown:?}"
+    );
+    let decided = approver.decide_device(&code.user_code, true).await?;
+    ensure!(decided.status == "approved");
+    expect_api_error(
+        approver.decide_device(&code.user_code, false).await,
+        409,
+        ErrorCode::DeviceRequestDecided,
+    )?;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let signed = poll().await?;
+    ensure!(signed.session.client == ClientKind::Cli && signed.session.method == "device");
+    tokens_client(stack, &signed)?.me().await?;
+    // A device code is good for one exchange.
+    expect_api_error(poll().await, 400, ErrorCode::InvalidGrant)?;
+    // Denied.
+    let denied = anon.device_code(&DeviceCodeRequest::default()).await?;
+    approver.decide_device(&denied.user_code, false).await?;
+    let r = anon
+        .device_token(&DeviceTokenRequest {
+            device_code: denied.device_code.clone(),
+        })
+        .await;
+    expect_api_error(r, 400, ErrorCode::AccessDenied)?;
+    // Unknown codes.
+    expect_api_error(
+        approver.device_request("BCDF-GHJK").await,
+        404,
+        ErrorCode::DeviceRequestNotFound,
+    )?;
+    expect_api_error(
+        anon.device_token(&DeviceTokenRequest {
+            device_code: "bf_dc_0000000000000000000000000000000000000000000000000000".into(),
+        })
+        .await,
+        400,
+        ErrorCode::InvalidGrant,
+    )?;
+    expect_audit(&approver, "auth.device_approve", AuditOutcome::Success).await?;
+    expect_audit(&approver, "auth.device_deny", AuditOutcome::Success).await?;
+    expect_audit(&approver, "auth.device_deny", AuditOutcome::Failed).await?;
+    Ok(())
+}
+
+/// Runs `burstflare login` in the background and returns the user code it
+/// prints, plus the running process.
+fn start_cli_login(mut cmd: std::process::Command) -> Result<(String, std::process::Child)> {
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    while let Some(line) = lines.next().transpose()? {
+        if let Some(code) = line.strip_prefix("and enter the code ") {
+            let code = code.trim().to_owned();
+            // Keep draining stderr so the CLI never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return Ok((code, child));
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    bail!("no user code in `burstflare login` output: {seen:?}")
+}
+
+pub async fn cli_login_logout_and_sessions(stack: &Stack) -> Result<()> {
+    // The approving user is signed in already (their browser, here the API).
+    let approver = User::new(stack, "cli-login").await?;
+    // A second machine: an empty config directory.
+    let laptop = User::new(stack, "cli-login-laptop").await?;
+    std::fs::remove_file(laptop.config_dir().join("credentials.toml"))?;
+    let login = laptop.cli(&["login"]);
+    let (code, child) = tokio::task::spawn_blocking(move || start_cli_login(login)).await??;
+    let shown = approver.client.device_request(&code).await?;
+    ensure!(
+        shown.client_name.starts_with("burstflare CLI on "),
+        "{shown:?}"
+    );
+    approver.client.decide_device(&code, true).await?;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    ensure!(out.status.success(), "login failed: {}", text(&out.stdout));
+    ensure!(
+        text(&out.stdout).trim() == approver.user_id,
+        "{}",
+        text(&out.stdout)
+    );
+    // Credentials are private and hold a refreshable session.
+    let creds = laptop.config_dir().join("credentials.toml");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&creds)?.permissions().mode() & 0o777;
+    ensure!(mode == 0o600, "credentials mode {mode:o}");
+    ensure!(std::fs::read_to_string(&creds)?.contains("bf_rt_"));
+    let who = text(&ok(run(laptop.cli(&["whoami"])).await?)?.stdout);
+    ensure!(
+        who.contains(&approver.user_id) || who.contains("cli-login"),
+        "{who}"
+    );
+    ensure!(who.contains("cli, signed in by device"), "{who}");
+    // `auth sessions list` shows both the approver's and the laptop's sessions.
+    let list: Vec<burstflare_api::identity::AuthSession> = serde_json::from_slice(
+        &ok(run(laptop.cli(&["auth", "sessions", "list", "--json"])).await?)?.stdout,
+    )?;
+    ensure!(list.len() == 2, "{list:?}");
+    let laptop_session = list.iter().find(|s| s.current).context("current")?;
+    ensure!(laptop_session.client == ClientKind::Cli);
+    // Revoke the approver's original session from the laptop.
+    let other = list.iter().find(|s| !s.current).context("other")?;
+    ok(run(laptop.cli(&["auth", "sessions", "revoke", other.id.as_str()])).await?)?;
+    expect_api_error(approver.client.me().await, 401, ErrorCode::InvalidToken)?;
+    // Logout ends the laptop session and removes the credentials.
+    ok(run(laptop.cli(&["logout"])).await?)?;
+    ensure!(!std::fs::read_to_string(&creds)?.contains("bf_"));
+    let after = run(laptop.cli(&["whoami"])).await?;
+    ensure!(!after.status.success() && text(&after.stderr).contains("burstflare login"));
+    // A denied login fails with a clear message.
+    let login = laptop.cli(&["login"]);
+    let (code, child) = tokio::task::spawn_blocking(move || start_cli_login(login)).await??;
+    let (_, denier) = stack.register("cli-denier").await?;
+    denier.decide_device(&code, false).await?;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    ensure!(out.status.code() == Some(1), "{:?}", out.status);
+    // `auth logout-all` from the CLI.
+    let fresh = User::new(stack, "cli-logout-all").await?;
+    ok(run(fresh.cli(&["auth", "token", "create", "--name", "extra"])).await?)?;
+    let out = text(&ok(run(fresh.cli(&["auth", "logout-all"])).await?)?.stderr);
+    ensure!(out.contains("1 session(s) and 2 token(s)"), "{out}");
+    expect_api_error(fresh.client.me().await, 401, ErrorCode::InvalidToken)?;
+    Ok(())
+}
