@@ -699,6 +699,26 @@ impl Client {
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
+    /// Every session of a workspace the caller may see, following cursors.
+    pub async fn list_sessions_in(&self, workspace_id: &str) -> Result<Vec<Session>, ClientError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = list_path(
+                "/sessions",
+                Some(burstflare_api::MAX_PAGE_SIZE),
+                cursor.as_deref(),
+            );
+            path.push_str(&format!("&workspace_id={}", encode_segment(workspace_id)));
+            let page: Page<Session> = self.call::<(), _>(Method::GET, &path, None).await?;
+            items.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// Every session of the caller, following cursors.
     pub async fn all_sessions(&self) -> Result<Vec<Session>, ClientError> {
         let mut items = Vec::new();

@@ -9,18 +9,25 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use burstflare_api::identity::{
-    AuditOutcome, ClientKind, CreateWorkspaceRequest, DeviceCodeRequest, DeviceTokenRequest,
-    PasskeyLoginOptionsRequest, RecoveryLoginRequest, RefreshRequest, SignedIn,
+    AcceptInviteRequest, AuditOutcome, ChangeRoleRequest, ClientKind, CreateInviteRequest,
+    CreateWorkspaceRequest, DeviceCodeRequest, DeviceTokenRequest, PasskeyLoginOptionsRequest,
+    RecoveryLoginRequest, RefreshRequest, RenameWorkspaceRequest, SessionVisibility, SignedIn,
+    UpdateSettingsRequest,
 };
-use burstflare_api::{CreateTokenRequest, ErrorCode, RegisterRequest, RegisterResponse};
+use burstflare_api::routes::{ROUTES, RouteSpec, Scope};
+use burstflare_api::sessions::CreateSessionRequest;
+use burstflare_api::{
+    CreateTokenRequest, ErrorCode, RegisterRequest, RegisterResponse, WorkspaceKind,
+};
 use burstflare_cli::client::Client;
 use burstflare_domain::webauthn::soft::SoftAlg;
+use burstflare_domain::{InstanceType, Role, SessionCommand};
 use burstflare_e2e::Stack;
 use burstflare_e2e::passkey::{SoftAttestation, SoftPasskey};
 use burstflare_e2e::stack::unique;
 use burstflare_e2e::user::{User, ok, run, text};
 
-use crate::support::{expect_api_error, expect_envelope};
+use crate::support::{expect_api_error, expect_envelope, fill_path};
 
 /// The caller's audit records (personal workspace) for `action`.
 async fn audit_of(
@@ -816,5 +823,679 @@ pub async fn cli_login_logout_and_sessions(stack: &Stack) -> Result<()> {
     let out = text(&ok(run(fresh.cli(&["auth", "logout-all"])).await?)?.stderr);
     ensure!(out.contains("1 session(s) and 2 token(s)"), "{out}");
     expect_api_error(fresh.client.me().await, 401, ErrorCode::InvalidToken)?;
+    Ok(())
+}
+
+/// A user signed in on the stack: their id, email and client.
+struct Person {
+    id: String,
+    email: String,
+    client: Client,
+}
+
+async fn person(stack: &Stack, name: &str) -> Result<Person> {
+    let (reg, client) = stack.register(name).await?;
+    Ok(Person {
+        id: reg.user.id.to_string(),
+        email: reg.user.email,
+        client,
+    })
+}
+
+/// `owner` invites `who` with `role`; `who` accepts.
+async fn join(owner: &Client, ws: &str, who: &Person, role: Role) -> Result<()> {
+    let invite = owner
+        .invite(
+            ws,
+            &CreateInviteRequest {
+                email: who.email.clone(),
+                role,
+            },
+        )
+        .await?;
+    ensure!(invite.code.starts_with("bf_inv_") && invite.invite.status == "pending");
+    let joined = who
+        .client
+        .accept_invite(&AcceptInviteRequest { code: invite.code })
+        .await?;
+    ensure!(joined.role == role && joined.id.as_str() == ws);
+    Ok(())
+}
+
+pub async fn workspaces_roles_invites_and_rules(stack: &Stack) -> Result<()> {
+    let owner = person(stack, "ws-owner").await?;
+    let admin = person(stack, "ws-admin").await?;
+    let member = person(stack, "ws-member").await?;
+    let viewer = person(stack, "ws-viewer").await?;
+    let outsider = person(stack, "ws-outsider").await?;
+    let ws = owner
+        .client
+        .create_workspace(&CreateWorkspaceRequest {
+            name: "Team Rocket".into(),
+        })
+        .await?;
+    ensure!(ws.kind == WorkspaceKind::Team && ws.role == Role::Owner && ws.member_count == 1);
+    ensure!(ws.slug.starts_with("team-rocket-"), "{}", ws.slug);
+    let id = ws.id.as_str();
+    join(&owner.client, id, &admin, Role::Admin).await?;
+    join(&owner.client, id, &member, Role::Member).await?;
+    join(&admin.client, id, &viewer, Role::Viewer).await?;
+    let members = member.client.members(id).await?;
+    ensure!(members.len() == 4, "{members:?}");
+
+    // Invites: wrong email, reuse, revoke, duplicates, admins cannot invite owners.
+    let inv = owner
+        .client
+        .invite(
+            id,
+            &CreateInviteRequest {
+                email: outsider.email.clone(),
+                role: Role::Member,
+            },
+        )
+        .await?;
+    let code = AcceptInviteRequest {
+        code: inv.code.clone(),
+    };
+    let stranger = person(stack, "ws-stranger").await?;
+    expect_api_error(
+        stranger.client.accept_invite(&code).await,
+        403,
+        ErrorCode::InviteEmailMismatch,
+    )?;
+    // Two invites for one person: the second finds them a member already.
+    let twice = |who: &Person| CreateInviteRequest {
+        email: who.email.clone(),
+        role: Role::Viewer,
+    };
+    let first = owner.client.invite(id, &twice(&stranger)).await?;
+    let second = owner.client.invite(id, &twice(&stranger)).await?;
+    stranger
+        .client
+        .accept_invite(&AcceptInviteRequest {
+            code: first.code.clone(),
+        })
+        .await?;
+    expect_api_error(
+        stranger
+            .client
+            .accept_invite(&AcceptInviteRequest { code: second.code })
+            .await,
+        409,
+        ErrorCode::AlreadyMember,
+    )?;
+    let err = expect_api_error(
+        stranger
+            .client
+            .accept_invite(&AcceptInviteRequest { code: first.code })
+            .await,
+        409,
+        ErrorCode::InviteUnavailable,
+    )?;
+    ensure!(err.details["status"] == "accepted", "{err:?}");
+    stranger.client.leave_workspace(id).await?;
+    let revoked = owner
+        .client
+        .revoke_invite(id, inv.invite.id.as_str())
+        .await?;
+    ensure!(revoked.status == "revoked");
+    let err = expect_api_error(
+        outsider.client.accept_invite(&code).await,
+        409,
+        ErrorCode::InviteUnavailable,
+    )?;
+    ensure!(err.details["status"] == "revoked");
+    expect_api_error(
+        outsider
+            .client
+            .accept_invite(&AcceptInviteRequest {
+                code: "bf_inv_0000000000000000000000000000000000000000000000000000".into(),
+            })
+            .await,
+        404,
+        ErrorCode::InviteNotFound,
+    )?;
+    expect_api_error(
+        owner
+            .client
+            .invite(
+                id,
+                &CreateInviteRequest {
+                    email: member.email.clone(),
+                    role: Role::Viewer,
+                },
+            )
+            .await,
+        409,
+        ErrorCode::AlreadyMember,
+    )?;
+    expect_api_error(
+        admin
+            .client
+            .invite(
+                id,
+                &CreateInviteRequest {
+                    email: outsider.email.clone(),
+                    role: Role::Owner,
+                },
+            )
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    for c in [&member.client, &viewer.client] {
+        expect_api_error(
+            c.invite(
+                id,
+                &CreateInviteRequest {
+                    email: outsider.email.clone(),
+                    role: Role::Viewer,
+                },
+            )
+            .await,
+            403,
+            ErrorCode::Forbidden,
+        )?;
+        expect_api_error(c.invites(id).await, 403, ErrorCode::Forbidden)?;
+    }
+    ensure!(admin.client.invites(id).await?.items.len() == 6);
+
+    // Viewers read and never mutate; members cannot administer.
+    let rename = RenameWorkspaceRequest {
+        name: "Renamed".into(),
+    };
+    let err = expect_api_error(
+        viewer.client.rename_workspace(id, &rename).await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    ensure!(err.details["reason"] == "readonly", "{err:?}");
+    expect_api_error(
+        member.client.rename_workspace(id, &rename).await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    ensure!(admin.client.rename_workspace(id, &rename).await?.name == "Renamed");
+    expect_api_error(
+        viewer
+            .client
+            .create_session(&CreateSessionRequest {
+                name: "viewer-s".into(),
+                workspace_id: Some(ws.id.clone()),
+                ..Default::default()
+            })
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    expect_api_error(
+        member
+            .client
+            .update_workspace_settings(id, &UpdateSettingsRequest::default())
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    expect_api_error(
+        viewer.client.audit(id, &[], None, None).await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+
+    // Sessions: members manage their own; admins manage everyone's.
+    let create = |c: &Client, name: &str| {
+        let req = CreateSessionRequest {
+            name: format!("{name}-{}", unique().replace('-', "")),
+            workspace_id: Some(ws.id.clone()),
+            instance_type: None,
+            ..Default::default()
+        };
+        let c = c.clone();
+        async move { c.create_session(&req).await }
+    };
+    // The workspace's default instance type applies to new sessions.
+    let updated = admin
+        .client
+        .update_workspace_settings(
+            id,
+            &UpdateSettingsRequest {
+                default_instance_type: Some(InstanceType::Medium),
+                session_visibility: None,
+            },
+        )
+        .await?;
+    ensure!(updated.settings.default_instance_type == InstanceType::Medium);
+    let ms = create(&member.client, "member").await?;
+    ensure!(
+        ms.spec.instance_type == InstanceType::Medium,
+        "{:?}",
+        ms.spec
+    );
+    let admin_s = create(&admin.client, "admin").await?;
+    // Others' sessions are invisible to members and viewers (404), visible to admins.
+    expect_api_error(
+        viewer.client.get_session(ms.id.as_str()).await,
+        404,
+        ErrorCode::SessionNotFound,
+    )?;
+    expect_api_error(
+        member.client.get_session(admin_s.id.as_str()).await,
+        404,
+        ErrorCode::SessionNotFound,
+    )?;
+    owner.client.get_session(ms.id.as_str()).await?;
+    admin.client.get_session(ms.id.as_str()).await?;
+    // Listing a workspace: admins see all, members their own.
+    let all = admin.client.list_sessions_in(id).await?;
+    ensure!(all.len() == 2, "{all:?}");
+    ensure!(member.client.list_sessions_in(id).await?.len() == 1);
+    // Shared visibility: members see (not operate) everyone's sessions.
+    admin
+        .client
+        .update_workspace_settings(
+            id,
+            &UpdateSettingsRequest {
+                default_instance_type: None,
+                session_visibility: Some(SessionVisibility::Workspace),
+            },
+        )
+        .await?;
+    member.client.get_session(admin_s.id.as_str()).await?;
+    viewer.client.get_session(ms.id.as_str()).await?;
+    ensure!(member.client.list_sessions_in(id).await?.len() == 2);
+    expect_api_error(
+        member
+            .client
+            .session_command(admin_s.id.as_str(), SessionCommand::Delete)
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    expect_api_error(
+        viewer
+            .client
+            .session_command(ms.id.as_str(), SessionCommand::Stop)
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    // The admin deletes the member's session.
+    admin
+        .client
+        .session_command(ms.id.as_str(), SessionCommand::Delete)
+        .await?;
+    member
+        .client
+        .session_command(admin_s.id.as_str(), SessionCommand::Delete)
+        .await
+        .err()
+        .context("members cannot delete others' sessions")?;
+    owner
+        .client
+        .session_command(admin_s.id.as_str(), SessionCommand::Delete)
+        .await?;
+    // Outsiders see nothing.
+    expect_api_error(
+        outsider.client.workspace(id).await,
+        404,
+        ErrorCode::WorkspaceNotFound,
+    )?;
+    expect_api_error(
+        outsider.client.list_sessions_in(id).await,
+        404,
+        ErrorCode::WorkspaceNotFound,
+    )?;
+
+    // Roles: only owners grant owner; the last owner stays.
+    let err = expect_api_error(
+        admin
+            .client
+            .change_role(id, &member.id, &ChangeRoleRequest { role: Role::Owner })
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    ensure!(err.details["reason"] == "ownersonly", "{err:?}");
+    expect_api_error(
+        owner
+            .client
+            .change_role(id, &owner.id, &ChangeRoleRequest { role: Role::Admin })
+            .await,
+        409,
+        ErrorCode::LastOwner,
+    )?;
+    expect_api_error(
+        owner.client.leave_workspace(id).await,
+        409,
+        ErrorCode::LastOwner,
+    )?;
+    expect_api_error(
+        admin.client.remove_member(id, &owner.id).await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    let promoted = owner
+        .client
+        .change_role(id, &admin.id, &ChangeRoleRequest { role: Role::Owner })
+        .await?;
+    ensure!(promoted.role == Role::Owner);
+    // With two owners, one may step down.
+    owner
+        .client
+        .change_role(id, &owner.id, &ChangeRoleRequest { role: Role::Admin })
+        .await?;
+    expect_api_error(
+        admin
+            .client
+            .change_role(id, &admin.id, &ChangeRoleRequest { role: Role::Member })
+            .await,
+        409,
+        ErrorCode::LastOwner,
+    )?;
+    expect_api_error(
+        member
+            .client
+            .change_role(id, &viewer.id, &ChangeRoleRequest { role: Role::Member })
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    expect_api_error(
+        owner
+            .client
+            .change_role(id, &outsider.id, &ChangeRoleRequest { role: Role::Member })
+            .await,
+        404,
+        ErrorCode::MemberNotFound,
+    )?;
+    // Remove and leave.
+    admin.client.remove_member(id, &viewer.id).await?;
+    expect_api_error(
+        viewer.client.workspace(id).await,
+        404,
+        ErrorCode::WorkspaceNotFound,
+    )?;
+    member.client.leave_workspace(id).await?;
+    ensure!(owner.client.members(id).await?.len() == 2);
+    // Personal workspaces have exactly one member.
+    let personal = owner
+        .client
+        .workspaces()
+        .await?
+        .into_iter()
+        .find(|w| w.kind == WorkspaceKind::Personal)
+        .context("personal")?;
+    let err = expect_api_error(
+        owner
+            .client
+            .invite(
+                personal.id.as_str(),
+                &CreateInviteRequest {
+                    email: outsider.email.clone(),
+                    role: Role::Member,
+                },
+            )
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+    ensure!(err.details["reason"] == "personal", "{err:?}");
+    expect_api_error(
+        owner.client.leave_workspace(personal.id.as_str()).await,
+        403,
+        ErrorCode::Forbidden,
+    )?;
+
+    // Every mutation above is in the team's audit log, with its outcome.
+    let log = admin.client.audit(id, &[], None, Some(200)).await?.items;
+    for (action, outcome) in [
+        ("workspace.invite", AuditOutcome::Success),
+        ("workspace.invite", AuditOutcome::Denied),
+        ("workspace.invite", AuditOutcome::Failed),
+        ("workspace.invite_accept", AuditOutcome::Success),
+        ("workspace.invite_accept", AuditOutcome::Failed),
+        ("workspace.invite_revoke", AuditOutcome::Success),
+        ("workspace.rename", AuditOutcome::Success),
+        ("workspace.rename", AuditOutcome::Denied),
+        ("workspace.settings", AuditOutcome::Success),
+        ("workspace.role_change", AuditOutcome::Success),
+        ("workspace.role_change", AuditOutcome::Denied),
+        ("workspace.role_change", AuditOutcome::Failed),
+        ("workspace.member_remove", AuditOutcome::Success),
+        ("workspace.leave", AuditOutcome::Success),
+        ("workspace.leave", AuditOutcome::Failed),
+        ("session.create", AuditOutcome::Success),
+        ("session.create", AuditOutcome::Denied),
+        ("session.delete", AuditOutcome::Success),
+        ("session.delete", AuditOutcome::Denied),
+        ("session.stop", AuditOutcome::Denied),
+    ] {
+        ensure!(
+            log.iter()
+                .any(|r| r.action == action && r.outcome == outcome),
+            "no {outcome:?} record of {action} in {:#?}",
+            log.iter()
+                .map(|r| (&r.action, r.outcome))
+                .collect::<Vec<_>>()
+        );
+    }
+    let rec = log
+        .iter()
+        .find(|r| r.action == "workspace.member_remove")
+        .context("remove record")?;
+    ensure!(rec.actor_id.as_ref().map(|a| a.to_string()) == Some(admin.id.clone()));
+    ensure!(rec.target_id.as_deref() == Some(viewer.id.as_str()));
+    ensure!(rec.ip.is_some() && rec.user_agent.is_some(), "{rec:?}");
+    // Filters: action family, actor, time window, pagination.
+    let sessions_only = admin
+        .client
+        .audit(id, &[("action", "session.*")], None, Some(200))
+        .await?;
+    ensure!(
+        sessions_only
+            .items
+            .iter()
+            .all(|r| r.action.starts_with("session."))
+    );
+    ensure!(!sessions_only.items.is_empty());
+    let by_viewer = admin
+        .client
+        .audit(id, &[("actor", &viewer.id)], None, Some(200))
+        .await?;
+    ensure!(!by_viewer.items.is_empty());
+    ensure!(
+        by_viewer
+            .items
+            .iter()
+            .all(|r| r.actor_id.as_ref().map(|a| a.to_string()) == Some(viewer.id.clone()))
+    );
+    let future = admin
+        .client
+        .audit(id, &[("since", "2100-01-01T00:00:00Z")], None, None)
+        .await?;
+    ensure!(future.items.is_empty());
+    let past = admin
+        .client
+        .audit(id, &[("until", "2000-01-01T00:00:00Z")], None, None)
+        .await?;
+    ensure!(past.items.is_empty());
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = admin
+            .client
+            .audit(id, &[], cursor.as_deref(), Some(7))
+            .await?;
+        ensure!(page.items.len() <= 7);
+        seen.extend(page.items.into_iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let all_ids: Vec<_> = admin
+        .client
+        .audit(id, &[], None, Some(200))
+        .await?
+        .items
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ensure!(
+        seen == all_ids,
+        "pagination returns every record once, in order"
+    );
+    for bad in [
+        ("since", "yesterday"),
+        ("actor", "bob"),
+        ("action", "DROP TABLE"),
+    ] {
+        expect_api_error(
+            admin.client.audit(id, &[bad], None, None).await,
+            400,
+            ErrorCode::InvalidQuery,
+        )?;
+    }
+    Ok(())
+}
+
+/// The whole route table, as someone who is not a member: every
+/// workspace-scoped and session-scoped route answers 404, before looking at
+/// the body; as the owner, no route is unhandled; and every mutating route
+/// leaves an audit record.
+pub async fn route_table_membership_handlers_and_audit(stack: &Stack) -> Result<()> {
+    let (owner_reg, owner) = stack.register("table-owner").await?;
+    let (_, outsider) = stack.register("table-outsider").await?;
+    let team = owner
+        .create_workspace(&CreateWorkspaceRequest {
+            name: "Route table".into(),
+        })
+        .await?;
+    let session = owner
+        .create_session(&CreateSessionRequest {
+            name: format!("table-{}", unique().replace('-', "")),
+            workspace_id: Some(team.id.clone()),
+            ..Default::default()
+        })
+        .await?;
+    let invite = owner
+        .invite(
+            team.id.as_str(),
+            &CreateInviteRequest {
+                email: format!("invitee-{}@example.test", unique()),
+                role: Role::Member,
+            },
+        )
+        .await?;
+    let values = [
+        ("workspace_id", team.id.as_str()),
+        ("session_id", session.id.as_str()),
+        ("user_id", owner_reg.user.id.as_str()),
+        ("invite_id", invite.invite.id.as_str()),
+    ];
+    let http = stack.http();
+    let outsider_token = outsider.token().context("token")?;
+    let mut checked = 0;
+    for spec in ROUTES
+        .iter()
+        .filter(|s| matches!(s.scope, Scope::Workspace | Scope::Session))
+    {
+        let path = fill_path(spec.path, &values);
+        let mut req = http
+            .request(
+                reqwest::Method::from_bytes(spec.method.as_bytes())?,
+                stack.api(&path),
+            )
+            .bearer_auth(&outsider_token);
+        if spec.body {
+            req = req.json(&serde_json::json!({}));
+        }
+        if spec.websocket {
+            req = req
+                .header("upgrade", "websocket")
+                .header("connection", "upgrade")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        }
+        let want = if spec.scope == Scope::Workspace {
+            ErrorCode::WorkspaceNotFound
+        } else {
+            ErrorCode::SessionNotFound
+        };
+        expect_envelope(req.send().await?, 404, want)
+            .await
+            .with_context(|| format!("{} {path} as a non-member", spec.method))?;
+        checked += 1;
+    }
+    ensure!(checked >= 15, "only {checked} scoped routes");
+
+    // As the owner, every route reaches a handler (no 500, no unknown route).
+    // Sign-out routes go last, after a recovery code is kept to read the log.
+    let owner_token = owner.token().context("token")?;
+    let (last, first): (Vec<&RouteSpec>, Vec<&RouteSpec>) = ROUTES
+        .iter()
+        .partition(|s| matches!(s.action, "auth.logout" | "auth.logout_all"));
+    let mut codes = Vec::new();
+    for (signs_out, batch) in [(false, first), (true, last)] {
+        if signs_out {
+            codes = owner.generate_recovery_codes().await?.codes;
+        }
+        for spec in batch {
+            if spec.websocket {
+                continue;
+            }
+            // Each sign-out route signs out a session of its own.
+            let owner_token = if signs_out {
+                let code = codes.pop().context("codes")?;
+                let s = recovery_sign_in(stack, &owner_reg.user.email, &code).await?;
+                s.credentials.context("tokens")?.access_token.token
+            } else {
+                owner_token.clone()
+            };
+            let path = fill_path(spec.path, &values);
+            let mut req = http
+                .request(
+                    reqwest::Method::from_bytes(spec.method.as_bytes())?,
+                    stack.api(&path),
+                )
+                .bearer_auth(&owner_token);
+            if spec.body {
+                req = req.json(&serde_json::json!({}));
+            }
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let text = resp.text().await?;
+            ensure!(
+                status < 500 && !text.contains("route_not_found"),
+                "{} {path}: {status} {text}",
+                spec.method
+            );
+        }
+    }
+    // Every mutating route left a record, in the team or the owner's own log.
+    let back = recovery_sign_in(stack, &owner_reg.user.email, &codes[0]).await?;
+    let back = tokens_client(stack, &back)?;
+    let mut actions = Vec::new();
+    for ws in [team.id.as_str(), owner_reg.workspace.id.as_str()] {
+        let mut cursor = None;
+        loop {
+            let page = back.audit(ws, &[], cursor.as_deref(), Some(200)).await?;
+            actions.extend(page.items.into_iter().map(|r| r.action));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    let missing: Vec<&str> = ROUTES
+        .iter()
+        .filter(|s| s.mutating() && s.scope != Scope::Public)
+        .map(|s| s.action)
+        .filter(|a| !actions.iter().any(|x| x == a))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "mutations without audit records: {missing:?}"
+    );
     Ok(())
 }

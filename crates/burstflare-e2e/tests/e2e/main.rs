@@ -63,6 +63,8 @@ fn main() {
         identity::browser_cookie_and_csrf,
         identity::device_authorization_api_rules,
         identity::cli_login_logout_and_sessions,
+        identity::workspaces_roles_invites_and_rules,
+        identity::route_table_membership_handlers_and_audit,
         platform::wrangler_deploy_dry_run_staging_and_production,
         sessions::ssh_exec_config_ssh_and_host_key_pinning,
         sessions::scp_rsync_and_port_forwarding,
