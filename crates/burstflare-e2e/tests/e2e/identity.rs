@@ -22,10 +22,11 @@ use burstflare_api::{
 use burstflare_cli::client::Client;
 use burstflare_domain::webauthn::soft::SoftAlg;
 use burstflare_domain::{InstanceType, Role, SessionCommand};
-use burstflare_e2e::Stack;
 use burstflare_e2e::passkey::{SoftAttestation, SoftPasskey};
 use burstflare_e2e::stack::unique;
 use burstflare_e2e::user::{User, ok, run, text};
+use burstflare_e2e::{Stack, Tools};
+use futures_util::FutureExt;
 
 use crate::support::{expect_api_error, expect_envelope, fill_path};
 
@@ -1497,5 +1498,213 @@ pub async fn route_table_membership_handlers_and_audit(stack: &Stack) -> Result<
         missing.is_empty(),
         "mutations without audit records: {missing:?}"
     );
+    Ok(())
+}
+
+/// Calls `attempt` until it answers 429 (at most `max` times); checks the
+/// envelope and `Retry-After`, and returns how many calls were allowed.
+async fn burst_until_limited<F, Fut>(what: &str, max: usize, mut attempt: F) -> Result<usize>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::Response>>,
+{
+    for n in 0..max {
+        let resp = attempt().await?;
+        if resp.status().as_u16() != 429 {
+            continue;
+        }
+        let retry_after: u64 = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{what}: 429 without a numeric Retry-After"))?;
+        ensure!(retry_after >= 1, "{what}: Retry-After {retry_after}");
+        let err = expect_envelope(resp, 429, ErrorCode::RateLimited).await?;
+        ensure!(
+            err.details["retry_after_secs"] == retry_after,
+            "{what}: {err:?}"
+        );
+        return Ok(n);
+    }
+    bail!("{what}: no 429 after {max} requests")
+}
+
+/// Own stack with short lifetimes and production rate limits: expired
+/// access tokens (and automatic refresh in the client and the CLI), expired
+/// device codes (API and CLI), invites and WebAuthn challenges, then a burst
+/// against every rate-limited endpoint.
+pub async fn expiry_and_rate_limits(tools: &Tools) -> Result<()> {
+    let vars = [
+        ("ACCESS_TOKEN_TTL_SECONDS", "3"),
+        ("DEVICE_CODE_TTL_SECONDS", "3"),
+        ("INVITE_TTL_SECONDS", "3"),
+        ("WEBAUTHN_CHALLENGE_TTL_SECONDS", "3"),
+        ("RATE_LIMIT_MULTIPLIER", "1"),
+    ];
+    let tools = tools.clone();
+    let stack =
+        tokio::task::spawn_blocking(move || Stack::start_with(&tools, true, &vars)).await??;
+    let stack = &stack;
+    let (reg, client) = stack.register("expiry").await?;
+    let (invitee_reg, invitee) = stack.register("expiry-invitee").await?;
+    let cli_user = User::new(stack, "expiry-cli").await?;
+    let creds = reg.credentials.clone().context("tokens")?;
+    let fixed = stack
+        .client()?
+        .with_token(Some(creds.access_token.token.clone()));
+    let team = client
+        .create_workspace(&CreateWorkspaceRequest {
+            name: "Expiring".into(),
+        })
+        .await?;
+    let invite = client
+        .invite(
+            team.id.as_str(),
+            &CreateInviteRequest {
+                email: invitee_reg.user.email.clone(),
+                role: Role::Member,
+            },
+        )
+        .await?;
+    let anon = stack.client()?;
+    let device = anon.device_code(&DeviceCodeRequest::default()).await?;
+    let ceremony = client.passkey_register_options().await?;
+    let cli_creds = std::fs::read_to_string(cli_user.config_dir().join("credentials.toml"))?;
+    // The CLI waits out an unapproved code and reports its expiry.
+    let login = {
+        let laptop = User::new(stack, "expiry-laptop").await?;
+        std::fs::remove_file(laptop.config_dir().join("credentials.toml"))?;
+        let cmd = laptop.cli(&["login"]);
+        let (_, child) = tokio::task::spawn_blocking(move || start_cli_login(cmd)).await??;
+        (laptop, child)
+    };
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+
+    // The access token has expired; the refresh token has not.
+    let err = expect_api_error(fixed.me().await, 401, ErrorCode::InvalidToken)?;
+    ensure!(err.message.contains("expired"), "{}", err.message);
+    let before = client.session_tokens().context("session")?;
+    ensure!(
+        client.me().await?.user.id == reg.user.id,
+        "the client refreshes by itself"
+    );
+    let after = client.session_tokens().context("session")?;
+    ensure!(
+        after.access_token != before.access_token && after.refresh_token != before.refresh_token
+    );
+    // So does the CLI, saving the new tokens.
+    let who = text(&ok(run(cli_user.cli(&["whoami"])).await?)?.stdout);
+    ensure!(who.contains("expiry-cli"), "{who}");
+    let saved = std::fs::read_to_string(cli_user.config_dir().join("credentials.toml"))?;
+    ensure!(saved != cli_creds, "refreshed tokens are saved");
+
+    // Expired device code, invite and challenge.
+    let r = anon
+        .device_token(&DeviceTokenRequest {
+            device_code: device.device_code.clone(),
+        })
+        .await;
+    expect_api_error(r, 400, ErrorCode::ExpiredToken)?;
+    ensure!(client.device_request(&device.user_code).await?.status == "expired");
+    let err = expect_api_error(
+        client.decide_device(&device.user_code, true).await,
+        409,
+        ErrorCode::DeviceRequestDecided,
+    )?;
+    ensure!(err.details["status"] == "expired", "{err:?}");
+    let err = expect_api_error(
+        invitee
+            .accept_invite(&AcceptInviteRequest { code: invite.code })
+            .await,
+        409,
+        ErrorCode::InviteUnavailable,
+    )?;
+    ensure!(err.details["status"] == "expired", "{err:?}");
+    let mut key = SoftPasskey::new(SoftAlg::Es256, 31, &origin(stack));
+    expect_api_error(
+        client
+            .register_passkey(&key.create(&ceremony, "late", |_| {})?)
+            .await,
+        400,
+        ErrorCode::ChallengeInvalid,
+    )?;
+    let (laptop, child) = login;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    ensure!(out.status.code() == Some(1), "{:?}", out.status);
+    drop(laptop);
+
+    // Rate limits, production values (the registrations above count).
+    let http = stack.http();
+    let allowed = burst_until_limited("register", 12, || {
+        http.post(stack.api("/auth/register"))
+            .json(&RegisterRequest {
+                email: format!("burst-{}@example.test", unique()),
+                display_name: "Burst".into(),
+                turnstile_token: None,
+                client: ClientKind::Api,
+            })
+            .send()
+            .map(|r| r.map_err(Into::into))
+    })
+    .await?;
+    ensure!(
+        allowed == 6,
+        "4 registrations so far + {allowed} of the burst of 10"
+    );
+    let email = reg.user.email.clone();
+    let allowed = burst_until_limited("recovery", 10, || {
+        http.post(stack.api("/auth/login/recovery"))
+            .json(&RecoveryLoginRequest {
+                email: email.clone(),
+                code: "00000-00000-00000".into(),
+                client: ClientKind::Api,
+            })
+            .send()
+            .map(|r| r.map_err(Into::into))
+    })
+    .await?;
+    ensure!(allowed == 5, "recovery burst per email: {allowed}");
+    burst_until_limited("device code", 12, || {
+        http.post(stack.api("/auth/device/code"))
+            .json(&DeviceCodeRequest::default())
+            .send()
+            .map(|r| r.map_err(Into::into))
+    })
+    .await?;
+    let polled = stack
+        .client()?
+        .device_code(&DeviceCodeRequest::default())
+        .await
+        .err()
+        .context("device codes are limited per address")?;
+    ensure!(polled.status() == Some(429));
+    burst_until_limited("passkey options", 40, || {
+        http.post(stack.api("/auth/login/passkey/options"))
+            .json(&PasskeyLoginOptionsRequest::default())
+            .send()
+            .map(|r| r.map_err(Into::into))
+    })
+    .await?;
+    burst_until_limited("refresh", 70, || {
+        http.post(stack.api("/auth/token/refresh"))
+            .json(&RefreshRequest {
+                refresh_token: "bf_rt_nope".into(),
+            })
+            .send()
+            .map(|r| r.map_err(Into::into))
+    })
+    .await?;
+    // Polling one device code: slow_down first, then 429 past the burst.
+    let code = device.device_code.clone();
+    burst_until_limited("device poll", 40, || {
+        http.post(stack.api("/auth/device/token"))
+            .json(&DeviceTokenRequest {
+                device_code: code.clone(),
+            })
+            .send()
+            .map(|r| r.map_err(Into::into))
+    })
+    .await?;
     Ok(())
 }

@@ -88,6 +88,9 @@ fn main() {
             "accounts::registration_requires_a_valid_turnstile_token",
             |t| Box::pin(accounts::registration_requires_a_valid_turnstile_token(t)),
         ),
+        ("identity::expiry_and_rate_limits", |t| {
+            Box::pin(identity::expiry_and_rate_limits(t))
+        }),
     ];
     let wanted = |name: &str| {
         let filtered = args.filter.as_deref().is_none_or(|f| {
