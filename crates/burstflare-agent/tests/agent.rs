@@ -936,6 +936,19 @@ async fn sigterm_stops_sshd_and_shells_and_exits_zero() {
     let shell_pid = t.expect_pid("pid-").await;
     let nohup_pid = t.expect_pid("nohup-").await;
     let job_pid = t.expect_pid("job-").await;
+    // `nohup` ignores SIGHUP only once it runs; wait until it has exec'd
+    // `sleep` (after setting the disposition) so the hangup cannot race it.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while std::fs::read_to_string(format!("/proc/{nohup_pid}/comm"))
+        .map(|c| c.trim() != "sleep")
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nohup never ran sleep"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut ssh = agent.ws("/ssh").await;
     assert!(matches!(ssh.next().await, Some(Ok(Message::Binary(_)))));
 

@@ -742,9 +742,13 @@ pub async fn device_authorization_api_rules(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-/// Runs `burstflare login` in the background and returns the user code it
-/// prints, plus the running process.
-fn start_cli_login(mut cmd: std::process::Command) -> Result<(String, std::process::Child)> {
+type RestOfStderr = std::thread::JoinHandle<Vec<String>>;
+
+/// Runs `burstflare login` in the background; returns the user code it
+/// prints, the process, and the rest of its stderr (once it exits).
+fn start_cli_login(
+    mut cmd: std::process::Command,
+) -> Result<(String, std::process::Child, RestOfStderr)> {
     let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
     let stderr = child.stderr.take().context("stderr")?;
     let mut lines = BufReader::new(stderr).lines();
@@ -753,8 +757,8 @@ fn start_cli_login(mut cmd: std::process::Command) -> Result<(String, std::proce
         if let Some(code) = line.strip_prefix("and enter the code ") {
             let code = code.trim().to_owned();
             // Keep draining stderr so the CLI never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return Ok((code, child));
+            let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+            return Ok((code, child, rest));
         }
         seen.push(line);
     }
@@ -769,7 +773,7 @@ pub async fn cli_login_logout_and_sessions(stack: &Stack) -> Result<()> {
     let laptop = User::new(stack, "cli-login-laptop").await?;
     std::fs::remove_file(laptop.config_dir().join("credentials.toml"))?;
     let login = laptop.cli(&["login"]);
-    let (code, child) = tokio::task::spawn_blocking(move || start_cli_login(login)).await??;
+    let (code, child, _) = tokio::task::spawn_blocking(move || start_cli_login(login)).await??;
     let shown = approver.client.device_request(&code).await?;
     ensure!(
         shown.client_name.starts_with("burstflare CLI on "),
@@ -813,7 +817,7 @@ pub async fn cli_login_logout_and_sessions(stack: &Stack) -> Result<()> {
     ensure!(!after.status.success() && text(&after.stderr).contains("burstflare login"));
     // A denied login fails with a clear message.
     let login = laptop.cli(&["login"]);
-    let (code, child) = tokio::task::spawn_blocking(move || start_cli_login(login)).await??;
+    let (code, child, _) = tokio::task::spawn_blocking(move || start_cli_login(login)).await??;
     let (_, denier) = stack.register("cli-denier").await?;
     denier.decide_device(&code, false).await?;
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
@@ -1576,8 +1580,8 @@ pub async fn expiry_and_rate_limits(tools: &Tools) -> Result<()> {
         let laptop = User::new(stack, "expiry-laptop").await?;
         std::fs::remove_file(laptop.config_dir().join("credentials.toml"))?;
         let cmd = laptop.cli(&["login"]);
-        let (_, child) = tokio::task::spawn_blocking(move || start_cli_login(cmd)).await??;
-        (laptop, child)
+        let (_, child, rest) = tokio::task::spawn_blocking(move || start_cli_login(cmd)).await??;
+        (laptop, child, rest)
     };
     tokio::time::sleep(Duration::from_millis(3500)).await;
 
@@ -1629,10 +1633,32 @@ pub async fn expiry_and_rate_limits(tools: &Tools) -> Result<()> {
         400,
         ErrorCode::ChallengeInvalid,
     )?;
-    let (laptop, child) = login;
+    let (laptop, child, rest) = login;
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
     ensure!(out.status.code() == Some(1), "{:?}", out.status);
+    let stderr = rest.join().unwrap_or_default().join("\n");
+    ensure!(stderr.contains("expired"), "{stderr}");
     drop(laptop);
+    // The reconcile sweep deletes spent and expired challenges.
+    let count = || -> Result<String> {
+        stack.d1_execute(&format!(
+            "SELECT COUNT(*) AS n FROM webauthn_challenges WHERE user_id = '{}'",
+            reg.user.id
+        ))
+    };
+    ensure!(count()?.contains("\"n\": 1"), "{}", count()?);
+    let resp = stack
+        .http()
+        .get(format!("{}/__scheduled?cron=*/5+*+*+*+*", stack.url))
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "scheduled: {}", resp.status());
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "expired challenges purged",
+        || async { Ok(count()?.contains("\"n\": 0").then_some(())) },
+    )
+    .await?;
 
     // Rate limits, production values (the registrations above count).
     let http = stack.http();

@@ -3,11 +3,12 @@
 //! The cron trigger only enqueues a sweep; the consumer does the work, so a
 //! sweep that fails is retried by the queue. Every step is idempotent: the
 //! run is recorded under the id the trigger chose, and purging an already
-//! purged probe is a no-op. Later issues add session and build reconciliation.
+//! purged probe is a no-op. The sweep also deletes expired identity rows
+//! ([`identity_cleanup`]). Later issues add session and build reconciliation.
 
 use crate::error::ApiResult;
 use crate::platform::{self, BUCKET};
-use crate::store::{probes, reconcile};
+use crate::store::{identity_cleanup, probes, reconcile};
 use worker::Env;
 
 /// Diagnostics probes are kept this long.
@@ -24,6 +25,8 @@ pub async fn sweep(env: &Env, run_id: &str, trigger: &str) -> ApiResult<()> {
         bucket.delete(probes::r2_key(id)).await?;
         probes::delete(env, id).await?;
     }
+    let purged = identity_cleanup::purge(env, started_at).await?;
+    worker::console_log!("reconcile {run_id}: purged {purged:?}");
     reconcile::record(
         env,
         &reconcile::ReconcileRunInsert {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth_sessions;
 pub mod d1;
 pub mod device;
+pub mod identity_cleanup;
 pub mod passkeys;
 pub mod probes;
 pub mod reconcile;
