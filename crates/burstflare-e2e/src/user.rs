@@ -18,6 +18,7 @@ pub struct User {
     pub home: tempfile::TempDir,
     pub client: Client,
     pub user_id: String,
+    pub email: String,
     pub url: String,
     pub cli: PathBuf,
 }
@@ -30,6 +31,7 @@ impl User {
             home,
             client,
             user_id: resp.user.id.to_string(),
+            email: resp.user.email.clone(),
             url: stack.url.clone(),
             cli: stack.tools.cli.clone(),
         };

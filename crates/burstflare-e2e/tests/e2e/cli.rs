@@ -9,6 +9,7 @@ use burstflare_api::ops::Health;
 use burstflare_api::{Me, RegisterResponse, TokenInfo};
 use burstflare_e2e::Stack;
 use burstflare_e2e::stack::unique;
+use burstflare_e2e::user::{User, run, text};
 
 fn cli(stack: &Stack, config_dir: &Path, args: &[&str]) -> Result<Output> {
     Command::new(&stack.tools.cli)
@@ -256,5 +257,160 @@ pub async fn cli_errors_and_exit_codes(stack: &Stack) -> Result<()> {
         "{}",
         stderr(&o)
     );
+    Ok(())
+}
+
+/// `burstflare workspace …`, `audit list`, recovery codes, passkeys and
+/// device approval through the real CLI.
+pub async fn cli_workspaces_invites_roles_and_audit(stack: &Stack) -> Result<()> {
+    let owner = User::new(stack, "cli-ws-owner").await?;
+    let member = User::new(stack, "cli-ws-member").await?;
+    let json = |o: Output| -> Result<serde_json::Value> { Ok(serde_json::from_slice(&o.stdout)?) };
+    let created = json(ok(run(owner.cli(&[
+        "workspace",
+        "create",
+        "CLI Team",
+        "--json",
+    ]))
+    .await?)?)?;
+    let id = created["id"].as_str().context("id")?.to_owned();
+    let slug = created["slug"].as_str().context("slug")?.to_owned();
+    let list = text(&ok(run(owner.cli(&["workspace", "list"])).await?)?.stdout);
+    ensure!(list.contains(&slug) && list.contains("owner"), "{list}");
+    ok(run(owner.cli(&["workspace", "use", &slug])).await?)?;
+    let got = json(ok(run(owner.cli(&["workspace", "get", "--json"])).await?)?)?;
+    ensure!(got["id"] == id.as_str(), "{got}");
+    ok(run(owner.cli(&["workspace", "rename", "CLI Team Two"])).await?)?;
+    let settings = json(ok(run(owner.cli(&[
+        "workspace",
+        "settings",
+        "--default-instance-type",
+        "medium",
+        "--session-visibility",
+        "workspace",
+        "--json",
+    ]))
+    .await?)?)?;
+    ensure!(settings["name"] == "CLI Team Two", "{settings}");
+    ensure!(
+        settings["settings"]["default_instance_type"] == "medium",
+        "{settings}"
+    );
+    ensure!(
+        settings["settings"]["session_visibility"] == "workspace",
+        "{settings}"
+    );
+    // Invite, accept, roles.
+    let code = text(
+        &ok(run(owner.cli(&["workspace", "invite", &member.email, "--role", "viewer"])).await?)?
+            .stdout,
+    );
+    let code = code.trim();
+    ensure!(code.starts_with("bf_inv_"), "{code}");
+    let joined = json(ok(run(member.cli(&[
+        "workspace",
+        "accept",
+        code,
+        "--json",
+    ]))
+    .await?)?)?;
+    ensure!(
+        joined["id"] == id.as_str() && joined["role"] == "viewer",
+        "{joined}"
+    );
+    let members = json(ok(
+        run(owner.cli(&["workspace", "members", "--json"])).await?
+    )?)?;
+    ensure!(members.as_array().map(Vec::len) == Some(2), "{members}");
+    // A viewer cannot rename: a user error with a hint.
+    let denied = run(member.cli(&["workspace", "rename", "Nope", "--workspace", &id])).await?;
+    ensure!(denied.status.code() == Some(1), "{denied:?}");
+    ensure!(
+        text(&denied.stderr).contains("ask an admin or owner"),
+        "{}",
+        text(&denied.stderr)
+    );
+    ok(run(owner.cli(&["workspace", "role", &member.email, "member"])).await?)?;
+    let invites = json(ok(
+        run(owner.cli(&["workspace", "invites", "--json"])).await?
+    )?)?;
+    ensure!(invites[0]["status"] == "accepted", "{invites}");
+    // Sessions go to the workspace in use, with its default instance type.
+    let s = json(ok(run(
+        owner.cli(&["session", "create", "cliws", "--json"])
+    )
+    .await?)?)?;
+    ensure!(s["workspace_id"] == id.as_str(), "{s}");
+    ensure!(s["spec"]["instance_type"] == "medium", "{s}");
+    ok(run(owner.cli(&["session", "delete", "cliws"])).await?)?;
+    // The last owner cannot leave; the member can.
+    let stuck = run(owner.cli(&["workspace", "leave"])).await?;
+    ensure!(
+        stuck.status.code() == Some(1) && text(&stuck.stderr).contains("owner"),
+        "{stuck:?}"
+    );
+    ok(run(member.cli(&["workspace", "leave", "--workspace", &id])).await?)?;
+    // Remove: invite again, accept, remove by email.
+    let code = text(&ok(run(owner.cli(&["workspace", "invite", &member.email])).await?)?.stdout);
+    ok(run(member.cli(&["workspace", "accept", code.trim()])).await?)?;
+    ok(run(owner.cli(&["workspace", "remove", &member.email])).await?)?;
+    // The audit log, filtered.
+    let log = json(ok(run(owner.cli(&[
+        "audit",
+        "list",
+        "--action",
+        "workspace.*",
+        "--json",
+    ]))
+    .await?)?)?;
+    let actions: Vec<&str> = log
+        .as_array()
+        .context("records")?
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    for want in [
+        "workspace.rename",
+        "workspace.settings",
+        "workspace.invite",
+        "workspace.invite_accept",
+        "workspace.role_change",
+        "workspace.leave",
+        "workspace.member_remove",
+    ] {
+        ensure!(actions.contains(&want), "{want} missing from {actions:?}");
+    }
+    let human = text(&ok(run(owner.cli(&["audit", "list", "--limit", "3"])).await?)?.stdout);
+    ensure!(human.lines().count() == 4, "{human}");
+    // Recovery codes, passkeys and device approval.
+    let codes = text(&ok(run(owner.cli(&["auth", "recovery-codes", "generate"])).await?)?.stdout);
+    ensure!(codes.lines().count() == 10, "{codes}");
+    let status = text(&ok(run(owner.cli(&["auth", "recovery-codes", "status"])).await?)?.stdout);
+    ensure!(status.contains("10 of 10"), "{status}");
+    let keys = json(ok(
+        run(owner.cli(&["auth", "passkeys", "list", "--json"])).await?
+    )?)?;
+    ensure!(keys == serde_json::json!([]), "{keys}");
+    let device = stack
+        .client()?
+        .device_code(&burstflare_api::identity::DeviceCodeRequest {
+            client_name: Some("cli approval".into()),
+        })
+        .await?;
+    let shown = json(ok(run(owner.cli(&[
+        "auth",
+        "device",
+        "show",
+        &device.user_code,
+        "--json",
+    ]))
+    .await?)?)?;
+    ensure!(
+        shown["client_name"] == "cli approval" && shown["status"] == "pending",
+        "{shown}"
+    );
+    let approved =
+        text(&ok(run(owner.cli(&["auth", "device", "approve", &device.user_code])).await?)?.stdout);
+    ensure!(approved.contains("approved"), "{approved}");
     Ok(())
 }

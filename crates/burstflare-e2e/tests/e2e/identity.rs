@@ -448,7 +448,14 @@ pub async fn passkeys_register_sign_in_and_reject_tampering(stack: &Stack) -> Re
         ErrorCode::ChallengeInvalid,
     )?;
     // Options for another account do not accept this passkey.
-    let (other_reg, _) = stack.register("passkeys-other").await?;
+    let (other_reg, other) = stack.register("passkeys-other").await?;
+    // Someone else's passkey is a 404 to them, and stays.
+    expect_api_error(
+        other.delete_passkey(es_key.id.as_str()).await,
+        404,
+        ErrorCode::PasskeyNotFound,
+    )?;
+    ensure!(other.passkeys().await?.is_empty());
     let c = anon
         .passkey_login_options(&PasskeyLoginOptionsRequest {
             email: Some(other_reg.user.email.clone()),
