@@ -8,7 +8,9 @@
 //! * Without an `Authorization` header, the `bf_session` cookie is looked up
 //!   the same way. Cookies ride along on cross-site requests, so every
 //!   mutating request authenticated by cookie must also carry the session's
-//!   CSRF token in `X-CSRF-Token` (403 `csrf_failed` otherwise).
+//!   CSRF token in `X-CSRF-Token` (403 `csrf_failed` otherwise), and a
+//!   cookie-authenticated request that names an `Origin` (every WebSocket
+//!   handshake does) must name one of the web app's origins.
 //!
 //! Failures are 401s with the envelope and a `WWW-Authenticate` header.
 
@@ -19,6 +21,7 @@ use sha2::{Digest, Sha256};
 use worker::Request;
 
 use crate::error::{ApiError, ApiResult};
+use crate::platform::web_origins;
 use crate::routes::Ctx;
 use crate::store::auth_sessions;
 use crate::store::tokens::{self, TokenRow};
@@ -117,6 +120,16 @@ async fn browser(ctx: &Ctx, req: &Request, value: &str, mutating: bool) -> ApiRe
         .await?
         .ok_or_else(|| invalid(TokenUseError::Unknown))?;
     check_token_use(session.revoked_at, Some(session.expires_at), ctx.now).map_err(invalid)?;
+    if let Some(origin) = req.headers().get("origin").ok().flatten()
+        && !web_origins(&ctx.env).contains(&origin.trim_end_matches('/').to_owned())
+    {
+        ctx.note_actor(&session.user_id, None);
+        return Err(ApiError::new(
+            403,
+            ErrorCode::CsrfFailed,
+            format!("requests from {origin} cannot use the session cookie"),
+        ));
+    }
     if mutating {
         let presented = req.headers().get(CSRF_HEADER).ok().flatten();
         let expected = session.csrf_hash.as_deref().unwrap_or_default();

@@ -46,6 +46,17 @@ pub fn secs_var(env: &Env, name: &str, default_secs: i64) -> i64 {
         * 1000
 }
 
+/// The origins the web app is served from (`WEBAUTHN_ORIGINS`, comma-separated):
+/// passkey ceremonies must come from one, and cookie-authenticated requests
+/// that name an `Origin` must name one.
+pub fn web_origins(env: &Env) -> Vec<String> {
+    var(env, "WEBAUTHN_ORIGINS", "http://localhost:8787")
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
 /// The deployment environment name (`dev`, `staging`, `production`).
 pub fn environment(env: &Env) -> String {
     var(env, "BURSTFLARE_ENV", "dev")

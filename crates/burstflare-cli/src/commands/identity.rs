@@ -11,16 +11,12 @@ use std::time::Duration;
 
 use burstflare_api::ErrorCode;
 use burstflare_api::identity::{DeviceCodeRequest, DeviceTokenRequest};
-use burstflare_cli::client::{ClientError, SessionTokens};
+use burstflare_cli::client::SessionTokens;
 use burstflare_cli::error::CliError;
 use clap::Subcommand;
 
+use super::api;
 use crate::{App, JsonFlag, fmt_time, print_json, print_table};
-
-fn api(context: impl Into<String>) -> impl FnOnce(ClientError) -> CliError {
-    let context = context.into();
-    move |e| CliError::from_client(context, e)
-}
 
 #[derive(Subcommand)]
 pub enum SessionsCmd {

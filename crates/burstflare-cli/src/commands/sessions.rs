@@ -16,6 +16,7 @@ use burstflare_cli::ssh;
 use burstflare_domain::{InstanceType, SessionCommand, SessionState};
 use clap::{Args, Subcommand};
 
+use super::api;
 use crate::{App, JsonFlag, fmt_time, print_json, print_table};
 
 #[derive(Subcommand)]
@@ -121,11 +122,6 @@ fn default_ssh_config() -> PathBuf {
     dirs::home_dir()
         .unwrap_or_else(|| PathBuf::from("."))
         .join(".ssh/config")
-}
-
-fn api(context: impl Into<String>) -> impl FnOnce(burstflare_cli::client::ClientError) -> CliError {
-    let context = context.into();
-    move |e| CliError::from_client(context, e)
 }
 
 /// Finds a session by id or name.

@@ -8,17 +8,13 @@ use burstflare_api::identity::{
     AcceptInviteRequest, ChangeRoleRequest, CreateInviteRequest, CreateWorkspaceRequest,
     RenameWorkspaceRequest, SessionVisibility, UpdateSettingsRequest, Workspace,
 };
-use burstflare_cli::client::{Client, ClientError};
+use burstflare_cli::client::Client;
 use burstflare_cli::error::CliError;
 use burstflare_domain::{InstanceType, Role};
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::api;
 use crate::{App, JsonFlag, fmt_time, print_json, print_table};
-
-fn api(context: impl Into<String>) -> impl FnOnce(ClientError) -> CliError {
-    let context = context.into();
-    move |e| CliError::from_client(context, e)
-}
 
 #[derive(Args, Clone)]
 pub struct WorkspaceFlag {

@@ -567,6 +567,22 @@ pub async fn browser_cookie_and_csrf(stack: &Stack) -> Result<()> {
         .await?;
     ensure!(me.user.id == body.user.id && me.token.is_none());
     ensure!(me.session.map(|s| s.client) == Some(ClientKind::Browser));
+    // A request from a foreign origin (a cross-site fetch or WebSocket)
+    // cannot use the cookie; the web app's own origin can.
+    let resp = http
+        .get(stack.api("/me"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await?;
+    expect_envelope(resp, 403, ErrorCode::CsrfFailed).await?;
+    let resp = http
+        .get(stack.api("/me"))
+        .header("cookie", &cookie)
+        .header("origin", origin(stack))
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "{}", resp.status());
     // Mutations need the matching CSRF token as well.
     let create = |csrf: Option<&str>| {
         let mut req = http

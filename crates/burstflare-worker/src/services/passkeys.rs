@@ -25,7 +25,7 @@ use super::signin::{self, Issued};
 use super::{new_id, parse_id, recovery};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::platform::{random, secs_var, var};
+use crate::platform::{random, secs_var, var, web_origins};
 use crate::routes::Ctx;
 use crate::store::passkeys::{self as store, PasskeyRow};
 use crate::store::{d1, users};
@@ -42,11 +42,7 @@ fn rp(ctx: &Ctx) -> RpConfig {
     RpConfig {
         id: var(&ctx.env, "WEBAUTHN_RP_ID", "localhost"),
         name: var(&ctx.env, "WEBAUTHN_RP_NAME", "BurstFlare"),
-        origins: var(&ctx.env, "WEBAUTHN_ORIGINS", "http://localhost:8787")
-            .split(',')
-            .map(|o| o.trim().trim_end_matches('/').to_owned())
-            .filter(|o| !o.is_empty())
-            .collect(),
+        origins: web_origins(&ctx.env),
     }
 }
 
@@ -84,6 +80,27 @@ fn rejected_because(status: u16, reason: &str, message: &str) -> ApiError {
         format!("the passkey response was rejected: {message}"),
     )
     .with_details(json!({ "reason": reason }))
+}
+
+/// Checks the credential type and decodes `rawId` and `clientDataJSON`,
+/// the parts both ceremonies' responses share.
+fn decode_common(
+    status: u16,
+    kind: &str,
+    raw_id: &str,
+    client_data_json: &str,
+) -> ApiResult<(Vec<u8>, Vec<u8>)> {
+    if kind != "public-key" {
+        return Err(rejected_because(
+            status,
+            "credential_type",
+            "the credential type must be public-key",
+        ));
+    }
+    Ok((
+        unb64("credential.rawId", raw_id)?,
+        unb64("credential.response.clientDataJSON", client_data_json)?,
+    ))
 }
 
 fn challenge_invalid() -> ApiError {
@@ -179,16 +196,10 @@ pub async fn register(
             .filter(|c| c.user_id.as_deref() == Some(caller.user.id.as_str()))
             .ok_or_else(challenge_invalid)?;
     let cred = &req.credential;
-    if cred.kind != "public-key" {
-        return Err(rejected_because(
-            400,
-            "credential_type",
-            "the credential type must be public-key",
-        ));
-    }
-    let raw_id = unb64("credential.rawId", &cred.raw_id)?;
-    let client_data = unb64(
-        "credential.response.clientDataJSON",
+    let (raw_id, client_data) = decode_common(
+        400,
+        &cred.kind,
+        &cred.raw_id,
         &cred.response.client_data_json,
     )?;
     let attestation = unb64(
@@ -319,16 +330,10 @@ pub async fn login(ctx: &Ctx, req: PasskeyLoginRequest) -> ApiResult<Issued> {
         .await?
         .ok_or_else(challenge_invalid)?;
     let cred = &req.credential;
-    if cred.kind != "public-key" {
-        return Err(rejected_because(
-            401,
-            "credential_type",
-            "the credential type must be public-key",
-        ));
-    }
-    let raw_id = unb64("credential.rawId", &cred.raw_id)?;
-    let client_data = unb64(
-        "credential.response.clientDataJSON",
+    let (raw_id, client_data) = decode_common(
+        401,
+        &cred.kind,
+        &cred.raw_id,
         &cred.response.client_data_json,
     )?;
     let auth_data = unb64(

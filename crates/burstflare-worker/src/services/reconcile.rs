@@ -26,7 +26,13 @@ pub async fn sweep(env: &Env, run_id: &str, trigger: &str) -> ApiResult<()> {
         probes::delete(env, id).await?;
     }
     let purged = identity_cleanup::purge(env, started_at).await?;
-    worker::console_log!("reconcile {run_id}: purged {purged:?}");
+    worker::console_log!(
+        "reconcile {run_id}: purged {} challenges, {} device authorizations, {} access tokens, {} auth sessions",
+        purged.challenges,
+        purged.device_authorizations,
+        purged.access_tokens,
+        purged.auth_sessions
+    );
     reconcile::record(
         env,
         &reconcile::ReconcileRunInsert {

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::paging::{cut_page, decode_keyset, encode_keyset, parse_limit};
 use super::{new_id, new_secret, parse_id};
-use crate::auth::{Caller, invalid};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::platform::{random, secs_var};
 use crate::routes::Ctx;
@@ -378,14 +378,14 @@ pub async fn accept(
     caller: &Caller,
     req: AcceptInviteRequest,
 ) -> ApiResult<WorkspaceMembership> {
+    let unknown = || ApiError::new(404, ErrorCode::InviteNotFound, "no invite has this code");
     let secret = TokenSecret::parse(req.code.trim())
-        .map_err(|_| ApiError::new(404, ErrorCode::InviteNotFound, "no invite has this code"))?;
-    if secret.kind() != TokenKind::Invite {
-        return Err(invalid(burstflare_domain::TokenUseError::WrongKind));
-    }
+        .ok()
+        .filter(|s| s.kind() == TokenKind::Invite)
+        .ok_or_else(unknown)?;
     let row = store::invite_by_code(&ctx.env, &secret.hash())
         .await?
-        .ok_or_else(|| ApiError::new(404, ErrorCode::InviteNotFound, "no invite has this code"))?;
+        .ok_or_else(unknown)?;
     ctx.note_workspace(&row.workspace_id);
     ctx.note_target("invite", &row.id);
     let shown = invite_to_api(ctx, &row)?;

@@ -78,7 +78,7 @@ pub async fn list(env: &Env, f: &Filter<'_>) -> ApiResult<Vec<AuditRow>> {
     if let Some(a) = f.action {
         // `session.*` selects every session action.
         match a.strip_suffix('*') {
-            Some(prefix) => bind("action LIKE ? || '%'", text(prefix), &mut args),
+            Some(prefix) => bind("substr(action, 1, length(?)) = ?", text(prefix), &mut args),
             None => bind("action = ?", text(a), &mut args),
         }
     }
@@ -92,13 +92,8 @@ pub async fn list(env: &Env, f: &Filter<'_>) -> ApiResult<Vec<AuditRow>> {
         bind("created_at < ?", int(t), &mut args);
     }
     if let Some(a) = &f.after {
-        args.push(int(a.created_at));
-        let c = args.len();
-        args.push(text(&a.id));
-        let i = args.len();
-        clauses.push(format!(
-            "(created_at < ?{c} OR (created_at = ?{c} AND id < ?{i}))"
-        ));
+        let clause = a.newest_first_clause(&mut args);
+        clauses.push(clause);
     }
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_events WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?2",

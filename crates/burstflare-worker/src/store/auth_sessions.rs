@@ -109,13 +109,7 @@ pub async fn list_active(
 ) -> ApiResult<Vec<AuthSessionRow>> {
     let db = d1::db(env)?;
     let mut args = vec![text(user_id), int(now), int(i64::from(limit))];
-    let keyset = match after {
-        Some(a) => {
-            args.extend([int(a.created_at), text(&a.id)]);
-            "AND (created_at < ?4 OR (created_at = ?4 AND id < ?5))"
-        }
-        None => "",
-    };
+    let keyset = super::and_after(after, &mut args);
     let sql = format!(
         "SELECT {COLUMNS} FROM auth_sessions WHERE user_id = ?1 AND revoked_at IS NULL \
          AND expires_at > ?2 {keyset} ORDER BY created_at DESC, id DESC LIMIT ?3"

@@ -4,7 +4,6 @@
 //! refresh tokens and access tokens) 30 days after they ended. Personal
 //! access tokens, passkeys, recovery codes and the audit log are kept.
 
-use serde::Deserialize;
 use worker::Env;
 
 use super::d1::{self, int};
@@ -14,7 +13,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// Ended sessions stay listed (and their ids resolvable in the audit log) this long.
 pub const ENDED_SESSION_RETENTION_MS: i64 = 30 * 24 * HOUR_MS;
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Purged {
     pub challenges: usize,
     pub device_authorizations: usize,

@@ -22,3 +22,22 @@ pub struct After {
     pub created_at: i64,
     pub id: String,
 }
+
+impl After {
+    /// The condition selecting rows after this position in a
+    /// `created_at DESC, id DESC` list; pushes its two arguments onto `args`.
+    pub fn newest_first_clause(&self, args: &mut Vec<wasm_bindgen::JsValue>) -> String {
+        args.push(d1::int(self.created_at));
+        let at = args.len();
+        args.push(d1::text(&self.id));
+        let id = args.len();
+        format!("(created_at < ?{at} OR (created_at = ?{at} AND id < ?{id}))")
+    }
+}
+
+/// `AND <clause>` for an optional keyset position (empty without one).
+pub fn and_after(after: Option<&After>, args: &mut Vec<wasm_bindgen::JsValue>) -> String {
+    after.map_or_else(String::new, |a| {
+        format!("AND {}", a.newest_first_clause(args))
+    })
+}

@@ -139,13 +139,7 @@ pub async fn list(
 ) -> ApiResult<Vec<TokenRow>> {
     let db = d1::db(env)?;
     let mut args = vec![text(user_id), text(kind.as_str()), int(i64::from(limit))];
-    let keyset = match after {
-        Some(a) => {
-            args.extend([int(a.created_at), text(&a.id)]);
-            "AND (created_at < ?4 OR (created_at = ?4 AND id < ?5))"
-        }
-        None => "",
-    };
+    let keyset = super::and_after(after, &mut args);
     let sql = format!(
         "SELECT {COLUMNS} FROM api_tokens WHERE user_id = ?1 AND kind = ?2 {keyset} \
          ORDER BY created_at DESC, id DESC LIMIT ?3"

@@ -267,13 +267,7 @@ pub async fn invites(
 ) -> ApiResult<Vec<InviteRow>> {
     let db = d1::db(env)?;
     let mut args = vec![text(workspace_id), int(i64::from(limit))];
-    let keyset = match after {
-        Some(a) => {
-            args.extend([int(a.created_at), text(&a.id)]);
-            "AND (created_at < ?3 OR (created_at = ?3 AND id < ?4))"
-        }
-        None => "",
-    };
+    let keyset = super::and_after(after, &mut args);
     d1::all(
         &db,
         &format!(
