@@ -358,6 +358,20 @@ mod tests {
     }
 
     #[test]
+    fn every_route_is_documented() {
+        // Headings read `### `GET /sessions/{session_id}` …` (paths under /api/v1),
+        // optionally with a query string.
+        let doc = include_str!("../../../docs/api.md");
+        for spec in ROUTES {
+            let route = format!("`{} {}", spec.method, spec.path);
+            assert!(
+                doc.contains(&format!("{route}`")) || doc.contains(&format!("{route}?")),
+                "docs/api.md does not document {route}`"
+            );
+        }
+    }
+
+    #[test]
     fn params_methods_and_unknown_paths() {
         assert_eq!(
             found("PATCH", "/api/v1/workspaces/ws_1/members/usr_2/"),

@@ -41,8 +41,9 @@ enum Command {
     Status(JsonFlag),
     /// Show who you are signed in as.
     Whoami(JsonFlag),
-    /// Sign in: approve this computer from a browser where you are signed in.
-    Login(JsonFlag),
+    /// Sign in: approve this computer from a browser where you are signed in
+    /// (or use a recovery code with --email and --recovery-code).
+    Login(commands::identity::LoginArgs),
     /// Sign out (the session ends on the server too) and forget the credentials.
     Logout,
     /// Accounts, sign-in sessions, passkeys, recovery codes and tokens.
@@ -368,7 +369,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             commands::identity::recovery(&app, cmd).await
         }
         Command::Auth(AuthCommand::Device(cmd)) => commands::identity::device(&app, cmd).await,
-        Command::Login(flag) => commands::identity::login(&app, flag).await,
+        Command::Login(args) => commands::identity::login(&app, args).await,
         Command::Logout => commands::identity::logout(&app).await,
         Command::Workspace(cmd) => commands::workspaces::workspace(&app, cmd).await,
         Command::Audit(cmd) => commands::workspaces::audit(&app, cmd).await,

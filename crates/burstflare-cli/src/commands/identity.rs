@@ -10,10 +10,12 @@
 use std::time::Duration;
 
 use burstflare_api::ErrorCode;
-use burstflare_api::identity::{DeviceCodeRequest, DeviceTokenRequest};
+use burstflare_api::identity::{
+    ClientKind, DeviceCodeRequest, DeviceTokenRequest, RecoveryLoginRequest, SignedIn,
+};
 use burstflare_cli::client::SessionTokens;
 use burstflare_cli::error::CliError;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::api;
 use crate::{App, JsonFlag, fmt_time, print_json, print_table};
@@ -74,9 +76,63 @@ fn client_name() -> String {
     format!("burstflare CLI on {host}")
 }
 
+#[derive(Args)]
+pub struct LoginArgs {
+    /// Your account's email (with --recovery-code).
+    #[arg(long, requires = "recovery_code")]
+    pub email: Option<String>,
+    /// Sign in with one of your one-time recovery codes instead of a browser.
+    #[arg(long, env = "BURSTFLARE_RECOVERY_CODE", requires = "email")]
+    pub recovery_code: Option<String>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+/// Stores a new session's tokens and reports who signed in.
+fn save_sign_in(app: &App, signed_in: &SignedIn, json: JsonFlag) -> Result<(), CliError> {
+    let Some(creds) = &signed_in.credentials else {
+        return Err(CliError::unexpected(
+            "the server answered the sign-in without tokens",
+        ));
+    };
+    let path = app.dir.save_session(
+        &app.api_url,
+        &SessionTokens::from_credentials(creds),
+        Some(&signed_in.user.email),
+    )?;
+    if json.json {
+        return print_json(&signed_in.user);
+    }
+    println!("{}", signed_in.user.id);
+    eprintln!(
+        "Signed in to {} as {} <{}>; credentials saved to {}.",
+        app.api_url,
+        signed_in.user.display_name,
+        signed_in.user.email,
+        path.display()
+    );
+    Ok(())
+}
+
 /// `burstflare login`.
-pub async fn login(app: &App, json: JsonFlag) -> Result<(), CliError> {
+pub async fn login(app: &App, args: LoginArgs) -> Result<(), CliError> {
     let client = app.anonymous()?;
+    if let (Some(email), Some(code)) = (&args.email, &args.recovery_code) {
+        let s = client
+            .recovery_login(&RecoveryLoginRequest {
+                email: email.clone(),
+                code: code.clone(),
+                client: ClientKind::Cli,
+            })
+            .await
+            .map_err(api("could not sign in with the recovery code"))?;
+        save_sign_in(app, &s, args.json)?;
+        eprintln!(
+            "That recovery code is now used; `burstflare auth recovery-codes status` shows how many remain."
+        );
+        return Ok(());
+    }
+    let json = args.json;
     let code = client
         .device_code(&DeviceCodeRequest {
             client_name: Some(client_name()),
@@ -128,28 +184,7 @@ pub async fn login(app: &App, json: JsonFlag) -> Result<(), CliError> {
             },
         }
     };
-    let Some(creds) = &signed_in.credentials else {
-        return Err(CliError::unexpected(
-            "the server answered the sign-in without tokens",
-        ));
-    };
-    let path = app.dir.save_session(
-        &app.api_url,
-        &SessionTokens::from_credentials(creds),
-        Some(&signed_in.user.email),
-    )?;
-    if json.json {
-        return print_json(&signed_in.user);
-    }
-    println!("{}", signed_in.user.id);
-    eprintln!(
-        "Signed in to {} as {} <{}>; credentials saved to {}.",
-        app.api_url,
-        signed_in.user.display_name,
-        signed_in.user.email,
-        path.display()
-    );
-    Ok(())
+    save_sign_in(app, &signed_in, json)
 }
 
 /// `burstflare logout`: ends the session on the server and forgets it here.

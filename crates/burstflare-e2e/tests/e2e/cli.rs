@@ -387,6 +387,28 @@ pub async fn cli_workspaces_invites_roles_and_audit(stack: &Stack) -> Result<()>
     ensure!(codes.lines().count() == 10, "{codes}");
     let status = text(&ok(run(owner.cli(&["auth", "recovery-codes", "status"])).await?)?.stdout);
     ensure!(status.contains("10 of 10"), "{status}");
+    // A recovery code signs the CLI in on another machine, once.
+    let code = codes.lines().next().context("a code")?.to_owned();
+    let other = User::new(stack, "cli-ws-recovering").await?;
+    std::fs::remove_file(other.config_dir().join("credentials.toml"))?;
+    let args = [
+        "login",
+        "--email",
+        owner.email.as_str(),
+        "--recovery-code",
+        code.as_str(),
+    ];
+    let who = text(&ok(run(other.cli(&args)).await?)?.stdout);
+    ensure!(who.trim() == owner.user_id, "{who}");
+    let whoami = text(&ok(run(other.cli(&["whoami"])).await?)?.stdout);
+    ensure!(whoami.contains("signed in by recovery_code"), "{whoami}");
+    let again = run(other.cli(&args)).await?;
+    ensure!(again.status.code() == Some(1), "{again:?}");
+    ensure!(
+        text(&again.stderr).contains("invalid_recovery_code"),
+        "{}",
+        text(&again.stderr)
+    );
     let keys = json(ok(
         run(owner.cli(&["auth", "passkeys", "list", "--json"])).await?
     )?)?;

@@ -296,14 +296,6 @@ pub async fn login_options(
         Some(raw) => users::find_by_email(&ctx.env, Email::parse(raw)?.as_str()).await?,
         None => None,
     };
-    let allow = match &user {
-        Some(u) => store::list(&ctx.env, &u.id)
-            .await?
-            .iter()
-            .map(|p| descriptor(&p.credential_id))
-            .collect(),
-        None => Vec::new(),
-    };
     let (challenge_id, challenge) =
         new_challenge(ctx, "login", user.as_ref().map(|u| u.id.as_str())).await?;
     let ttl = secs_var(
@@ -318,7 +310,10 @@ pub async fn login_options(
             "challenge": challenge,
             "timeout": ttl,
             "userVerification": "required",
-            "allowCredentials": allow,
+            // Passkeys are discoverable: the authenticator offers them itself.
+            // Listing an account's credentials here would tell anyone which
+            // emails have passkeys; naming the email only binds the challenge.
+            "allowCredentials": [],
         }),
     })
 }
