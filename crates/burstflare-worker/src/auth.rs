@@ -88,6 +88,9 @@ async fn bearer(ctx: &Ctx, header: &str) -> ApiResult<Caller> {
     let token = tokens::find_by_hash(&ctx.env, &secret.hash())
         .await?
         .ok_or_else(|| invalid(TokenUseError::Unknown))?;
+    // A known token names its user even when it is revoked or expired: the
+    // refused attempt is audited against them.
+    ctx.note_actor(&token.user_id, None);
     check_token_use(token.revoked_at, token.expires_at, ctx.now).map_err(invalid)?;
     if let Some(session_id) = &token.session_id {
         let session = auth_sessions::find(&ctx.env, session_id)
@@ -119,11 +122,11 @@ async fn browser(ctx: &Ctx, req: &Request, value: &str, mutating: bool) -> ApiRe
     let session = auth_sessions::find_by_cookie(&ctx.env, &secret.hash())
         .await?
         .ok_or_else(|| invalid(TokenUseError::Unknown))?;
+    ctx.note_actor(&session.user_id, None);
     check_token_use(session.revoked_at, Some(session.expires_at), ctx.now).map_err(invalid)?;
     if let Some(origin) = req.headers().get("origin").ok().flatten()
         && !web_origins(&ctx.env).contains(&origin.trim_end_matches('/').to_owned())
     {
-        ctx.note_actor(&session.user_id, None);
         return Err(ApiError::new(
             403,
             ErrorCode::CsrfFailed,
@@ -136,7 +139,6 @@ async fn browser(ctx: &Ctx, req: &Request, value: &str, mutating: bool) -> ApiRe
         let ok =
             presented.is_some_and(|t| !expected.is_empty() && sha256_hex(t.trim()) == expected);
         if !ok {
-            ctx.note_actor(&session.user_id, None);
             return Err(ApiError::new(
                 403,
                 ErrorCode::CsrfFailed,

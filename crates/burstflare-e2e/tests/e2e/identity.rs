@@ -180,6 +180,14 @@ pub async fn sessions_list_revoke_logout_and_logout_all(stack: &Stack) -> Result
         .await?;
     ensure!(revoked.revoked_at.is_some());
     expect_api_error(other_client.me().await, 401, ErrorCode::InvalidToken)?;
+    // A mutation with the revoked token is refused and audited against the user.
+    let stale = other_client
+        .create_token(&CreateTokenRequest {
+            name: "after-revoke".into(),
+            expires_in_days: None,
+        })
+        .await;
+    expect_api_error(stale, 401, ErrorCode::InvalidToken)?;
     ensure!(client.auth_sessions(None).await?.items.len() == 1);
     // Someone else's session id is a 404.
     let (_, stranger) = stack.register("sessions-stranger").await?;
@@ -205,6 +213,12 @@ pub async fn sessions_list_revoke_logout_and_logout_all(stack: &Stack) -> Result
     expect_audit(&reader, "auth.logout", AuditOutcome::Success).await?;
     expect_audit(&reader, "auth.session_revoke", AuditOutcome::Success).await?;
     expect_audit(&reader, "auth.recovery_login", AuditOutcome::Success).await?;
+    let refused = audit_of(&reader, "token.create").await?;
+    ensure!(
+        refused.iter().any(|r| r.outcome == AuditOutcome::Denied
+            && r.error_code.as_deref() == Some("invalid_token")),
+        "{refused:?}"
+    );
     let result = third_client.logout_all().await?;
     ensure!(result.sessions_revoked == 2, "{result:?}");
     ensure!(result.tokens_revoked >= 3, "{result:?}");

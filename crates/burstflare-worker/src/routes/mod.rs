@@ -96,7 +96,11 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
             )
         }
     };
-    if let Some(spec) = spec.filter(|s| s.mutating()) {
+    // Every mutation is audited; an anonymous request to a signed-in route
+    // (no actor, no workspace) concerns nobody and is only counted in logs.
+    if let Some(spec) = spec.filter(|s| s.mutating())
+        && (spec.scope == Scope::Public || ctx.audit_note().actor_id.is_some())
+    {
         audit::record(&ctx, spec.action, &request_id, status, code).await;
     }
     Ok(with_request_id(resp, &request_id))
