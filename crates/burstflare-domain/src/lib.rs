@@ -9,7 +9,9 @@
 //! validation, token formats and the D1 schema drift check.
 
 pub mod account;
+pub mod build;
 pub mod device;
+pub mod grant;
 pub mod ids;
 pub mod policy;
 pub mod ratelimit;
