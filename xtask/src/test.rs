@@ -55,9 +55,13 @@ fn run_tests(cmd: &mut Command, totals: &mut Totals) -> Result<bool> {
     Ok(child.wait()?.success())
 }
 
-/// Docker up and the runtime image built (both cached; see `image`).
+/// Docker up and the runtime image built (both cached; see `image`); the
+/// `sqlite3` CLI, with which the e2e suite lists local R2 objects.
 pub fn runtime_image() -> Result<String> {
     crate::docker::ensure_docker()?;
+    if crate::docker::find_program("sqlite3").is_none() {
+        crate::docker::apt_install(&["sqlite3"])?;
+    }
     crate::image::ensure_runtime_image(false)
 }
 

@@ -99,6 +99,22 @@ pub enum ErrorCode {
     MemberNotFound,
     /// The workspace would be left without an owner.
     LastOwner,
+    TemplateNotFound,
+    /// A template with this name exists in the workspace already.
+    TemplateNameTaken,
+    /// The template is archived: it starts no new sessions (restore it first).
+    TemplateArchived,
+    VersionNotFound,
+    /// The manifest is invalid; `details.field` names the field path.
+    InvalidManifest,
+    /// The upload grant is missing, malformed, forged, expired or for another object.
+    GrantInvalid,
+    /// The version has no bundle uploaded.
+    BundleMissing,
+    /// The version has its bundle already (versions are immutable).
+    BundleExists,
+    /// The template has no active release to boot yet.
+    NoActiveRelease,
     /// Something went wrong on our side; quote the request id when reporting it.
     Internal,
     /// A code this client does not know yet (newer server).

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod routes;
 pub mod runtime;
 pub mod sessions;
+pub mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 

@@ -14,6 +14,8 @@ pub enum Scope {
     Workspace,
     /// A session (`{session_id}` in the path): members of its workspace only.
     Session,
+    /// A template (`{template_id}` in the path): members of its workspace only.
+    Template,
 }
 
 /// One route.
@@ -96,7 +98,7 @@ const fn ws(path: &'static str, action: &'static str, scope: Scope) -> RouteSpec
     }
 }
 
-use Scope::{Public, Session, User, Workspace};
+use Scope::{Public, Session, Template, User, Workspace};
 
 /// Every route, grouped by area.
 pub const ROUTES: &[RouteSpec] = &[
@@ -242,6 +244,66 @@ pub const ROUTES: &[RouteSpec] = &[
         "audit.list",
         Workspace,
     ),
+    // Templates, versions and bundles.
+    r("GET", "/templates", "template.list", User),
+    rb("POST", "/templates", "template.create", User),
+    r("GET", "/templates/{template_id}", "template.get", Template),
+    rb(
+        "PATCH",
+        "/templates/{template_id}",
+        "template.update",
+        Template,
+    ),
+    r(
+        "DELETE",
+        "/templates/{template_id}",
+        "template.delete",
+        Template,
+    ),
+    r(
+        "POST",
+        "/templates/{template_id}/archive",
+        "template.archive",
+        Template,
+    ),
+    r(
+        "POST",
+        "/templates/{template_id}/restore",
+        "template.restore",
+        Template,
+    ),
+    r(
+        "GET",
+        "/templates/{template_id}/versions",
+        "template.versions",
+        Template,
+    ),
+    rb(
+        "POST",
+        "/templates/{template_id}/versions",
+        "template.version_create",
+        Template,
+    ),
+    r(
+        "GET",
+        "/templates/{template_id}/versions/{version_id}",
+        "template.version_get",
+        Template,
+    ),
+    r(
+        "POST",
+        "/templates/{template_id}/versions/{version_id}/bundle-grant",
+        "template.bundle_grant",
+        Template,
+    ),
+    r(
+        "GET",
+        "/templates/{template_id}/versions/{version_id}/bundle",
+        "template.bundle_download",
+        Template,
+    ),
+    // Authorised by the signed grant in the query, not by a credential.
+    r("PUT", "/uploads/bundle", "template.bundle_upload", Public),
     // Sessions.
     r("GET", "/sessions", "session.list", User),
     rb("POST", "/sessions", "session.create", User),
@@ -352,8 +414,10 @@ mod tests {
             assert_eq!(action, spec.action, "{} {}", spec.method, spec.path);
             let has_ws = spec.path.contains("{workspace_id}");
             let has_session = spec.path.contains("{session_id}");
+            let has_template = spec.path.contains("{template_id}");
             assert_eq!(spec.scope == Scope::Workspace, has_ws, "{}", spec.path);
             assert_eq!(spec.scope == Scope::Session, has_session, "{}", spec.path);
+            assert_eq!(spec.scope == Scope::Template, has_template, "{}", spec.path);
         }
     }
 

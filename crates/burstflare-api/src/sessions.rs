@@ -41,6 +41,10 @@ pub struct CreateSessionRequest {
     /// Start the session right away (the call returns once it is running).
     #[serde(default)]
     pub start: bool,
+    /// Boot this template's active release (template name or id, in the
+    /// session's workspace); without it, the platform's default environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 /// A session as the API shows it.

@@ -23,6 +23,10 @@ use burstflare_api::identity::{
     RecoveryStatus, RefreshRequest, RegisterPasskeyRequest, RenameWorkspaceRequest, SignedIn,
     UpdateSettingsRequest, Workspace,
 };
+use burstflare_api::templates::{
+    Bundle, CreateTemplateRequest, CreateVersionRequest, Template, TemplateVersion,
+    UpdateTemplateRequest, UploadGrant,
+};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -679,6 +683,116 @@ impl Client {
             path.push_str(&format!("{k}={}", encode_segment(v)));
         }
         self.call::<(), _>(Method::GET, &path, None).await
+    }
+}
+
+/// Templates, versions and bundles.
+impl Client {
+    pub async fn templates(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> Result<Vec<Template>, ClientError> {
+        let path = match workspace_id {
+            Some(w) => format!("/templates?workspace_id={}", encode_segment(w)),
+            None => "/templates".to_owned(),
+        };
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn create_template(
+        &self,
+        req: &CreateTemplateRequest,
+    ) -> Result<Template, ClientError> {
+        self.call(Method::POST, "/templates", Some(req)).await
+    }
+
+    pub async fn template(&self, id: &str) -> Result<Template, ClientError> {
+        let path = format!("/templates/{}", encode_segment(id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn update_template(
+        &self,
+        id: &str,
+        req: &UpdateTemplateRequest,
+    ) -> Result<Template, ClientError> {
+        let path = format!("/templates/{}", encode_segment(id));
+        self.call(Method::PATCH, &path, Some(req)).await
+    }
+
+    /// Archives (`true`) or restores a template.
+    pub async fn archive_template(&self, id: &str, archive: bool) -> Result<Template, ClientError> {
+        let verb = if archive { "archive" } else { "restore" };
+        let path = format!("/templates/{}/{verb}", encode_segment(id));
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn delete_template(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/templates/{}", encode_segment(id));
+        self.call_empty::<()>(Method::DELETE, &path, None).await
+    }
+
+    pub async fn template_versions(&self, id: &str) -> Result<Vec<TemplateVersion>, ClientError> {
+        let path = format!("/templates/{}/versions", encode_segment(id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn create_version(
+        &self,
+        id: &str,
+        req: &CreateVersionRequest,
+    ) -> Result<TemplateVersion, ClientError> {
+        let path = format!("/templates/{}/versions", encode_segment(id));
+        self.call(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn bundle_grant(
+        &self,
+        id: &str,
+        version_id: &str,
+    ) -> Result<UploadGrant, ClientError> {
+        let path = format!(
+            "/templates/{}/versions/{}/bundle-grant",
+            encode_segment(id),
+            encode_segment(version_id)
+        );
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    /// `PUT`s `bytes` to a grant's upload URL (the grant is the only credential).
+    pub async fn upload_with_grant(
+        &self,
+        grant: &UploadGrant,
+        bytes: Vec<u8>,
+    ) -> Result<Bundle, ClientError> {
+        let url = grant.upload_url.clone();
+        let resp = self
+            .http
+            .put(&url)
+            .header("content-type", "application/gzip")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        if !status.is_success() {
+            return Err(api_error(status, url, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            url,
+            status: status.as_u16(),
+            detail: e.to_string(),
+        })
     }
 }
 

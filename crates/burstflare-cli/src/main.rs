@@ -52,6 +52,9 @@ enum Command {
     /// Team workspaces, members, roles and invites.
     #[command(subcommand)]
     Workspace(commands::workspaces::WorkspaceCmd),
+    /// Templates: manifests, versions and bundles.
+    #[command(subcommand)]
+    Template(commands::templates::TemplateCmd),
     /// A workspace's audit log.
     #[command(subcommand)]
     Audit(commands::workspaces::AuditCmd),
@@ -373,6 +376,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Logout => commands::identity::logout(&app).await,
         Command::Workspace(cmd) => commands::workspaces::workspace(&app, cmd).await,
         Command::Audit(cmd) => commands::workspaces::audit(&app, cmd).await,
+        Command::Template(cmd) => commands::templates::template(&app, cmd).await,
         Command::Config(ConfigCommand::Show(flag)) => {
             let signed_in = app.dir.token_for(&app.api_url)?.is_some();
             let shown = serde_json::json!({

@@ -120,6 +120,14 @@ typed_id!(/// An invitation to join a team workspace.
     InviteId, "inv", "invite");
 typed_id!(/// One audit-log record.
     AuditId, "aud", "audit record");
+typed_id!(/// A template: a named development environment in a workspace.
+    TemplateId, "tpl", "template");
+typed_id!(/// One version of a template: a manifest and a bundle.
+    TemplateVersionId, "tv", "template version");
+typed_id!(/// A build of a template version.
+    BuildId, "bld", "build");
+typed_id!(/// An immutable release: exactly what sessions of a template boot.
+    ReleaseId, "rel", "release");
 
 #[cfg(test)]
 mod tests {

@@ -19,13 +19,14 @@ pub mod recovery;
 pub mod schema;
 pub mod session;
 pub mod ssh_key;
+pub mod template;
 pub mod token;
 pub mod webauthn;
 
 pub use account::{DisplayName, Email, Role, TokenName, WorkspaceName, WorkspaceSlug};
 pub use ids::{
-    AuditId, AuthSessionId, ChallengeId, DeviceAuthId, InviteId, PasskeyId, ProbeId, SessionId,
-    SshKeyId, TokenId, UserId, WorkspaceId,
+    AuditId, AuthSessionId, BuildId, ChallengeId, DeviceAuthId, InviteId, PasskeyId, ProbeId,
+    ReleaseId, SessionId, SshKeyId, TemplateId, TemplateVersionId, TokenId, UserId, WorkspaceId,
 };
 pub use schema::{SchemaStatus, check_schema};
 pub use session::{

@@ -161,6 +161,12 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// The upload-grant key every test stack uses (tests sign grants with it).
+pub const UPLOAD_GRANT_SECRET: &str = "e2e-upload-grant-secret-0123456789abcdef";
+/// Bundle size limit on test stacks (above one 8 MiB R2 part, so that both
+/// the single-put and the multipart paths are exercised).
+pub const MAX_BUNDLE_BYTES: u64 = 12 * 1024 * 1024;
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -197,6 +203,40 @@ impl Stack {
         Self::start_with(tools, migrate, &[])
     }
 
+    /// The R2 object keys under `prefix` in this stack's local bucket (read
+    /// from the local R2 state with the `sqlite3` CLI).
+    pub fn r2_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let dir = self
+            .state
+            .path()
+            .join("state/v3/r2/miniflare-R2BucketObject");
+        let mut keys = Vec::new();
+        for entry in fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "sqlite")
+                || path.file_name().is_some_and(|n| n == "metadata.sqlite")
+            {
+                continue;
+            }
+            let out = Command::new("sqlite3")
+                .arg("-readonly")
+                .arg(&path)
+                .arg("SELECT key FROM _mf_objects ORDER BY key")
+                .output()
+                .context("sqlite3 (apt-get install sqlite3)")?;
+            if !out.status.success() {
+                bail!("sqlite3: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            keys.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|k| k.starts_with(prefix))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(keys)
+    }
+
     /// Worker variables every stack gets unless the test sets them: passkey
     /// origins for this port, fast device-login polling, and rate limits
     /// loose enough for a suite that registers many users from one address
@@ -210,6 +250,8 @@ impl Stack {
             ("PUBLIC_URL", format!("http://127.0.0.1:{port}")),
             ("DEVICE_POLL_INTERVAL_SECONDS", "1".to_owned()),
             ("RATE_LIMIT_MULTIPLIER", "100".to_owned()),
+            ("UPLOAD_GRANT_SECRET", UPLOAD_GRANT_SECRET.to_owned()),
+            ("MAX_BUNDLE_BYTES", MAX_BUNDLE_BYTES.to_string()),
         ]
     }
 

@@ -2,6 +2,7 @@
 
 pub mod identity;
 pub mod sessions;
+pub mod templates;
 pub mod workspaces;
 
 use burstflare_cli::client::ClientError;

@@ -37,6 +37,9 @@ pub enum SessionCmd {
         /// Start it right away and wait until it is running.
         #[arg(long)]
         start: bool,
+        /// Boot this template's active release (name or id).
+        #[arg(long)]
+        template: Option<String>,
         #[command(flatten)]
         ws: super::workspaces::WorkspaceFlag,
         #[command(flatten)]
@@ -187,6 +190,7 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
             env,
             persist,
             start,
+            template,
             ws,
             json,
         } => {
@@ -210,6 +214,7 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
                     env: vars,
                     persisted_paths: (!persist.is_empty()).then_some(persist),
                     start,
+                    template,
                 })
                 .await
                 .map_err(api(format!("could not create session {name:?}")))?;

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, ensure};
 use burstflare_api::identity::CreateWorkspaceRequest;
 use burstflare_api::routes::{ROUTES, Scope};
+use burstflare_api::templates::CreateTemplateRequest;
 use burstflare_api::{ErrorCode, MAX_JSON_BODY_BYTES};
 use burstflare_e2e::Stack;
 
@@ -181,6 +182,13 @@ pub async fn every_route_rejects_unauthenticated_and_bad_bodies(stack: &Stack) -
             name: "Every route".into(),
         })
         .await?;
+    let template = client
+        .create_template(&CreateTemplateRequest {
+            name: "every-route".into(),
+            workspace_id: Some(team.id.clone()),
+            description: None,
+        })
+        .await?;
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(MAX_JSON_BODY_BYTES));
     for spec in ROUTES {
         let path = fill_path(
@@ -188,6 +196,7 @@ pub async fn every_route_rejects_unauthenticated_and_bad_bodies(stack: &Stack) -
             &[
                 ("workspace_id", team.id.as_str()),
                 ("user_id", reg.user.id.as_str()),
+                ("template_id", template.id.as_str()),
             ],
         );
         let method = reqwest::Method::from_bytes(spec.method.as_bytes())?;

@@ -1426,8 +1426,26 @@ pub async fn route_table_membership_handlers_and_audit(stack: &Stack) -> Result<
             },
         )
         .await?;
+    let template = owner
+        .create_template(&burstflare_api::templates::CreateTemplateRequest {
+            name: "route-table".into(),
+            workspace_id: Some(team.id.clone()),
+            description: None,
+        })
+        .await?;
+    let version = owner
+        .create_version(
+            template.id.as_str(),
+            &burstflare_api::templates::CreateVersionRequest {
+                manifest: Some("base = \"runtime\"".into()),
+                devcontainer: None,
+            },
+        )
+        .await?;
     let values = [
         ("workspace_id", team.id.as_str()),
+        ("template_id", template.id.as_str()),
+        ("version_id", version.id.as_str()),
         ("session_id", session.id.as_str()),
         ("user_id", owner_reg.user.id.as_str()),
         ("invite_id", invite.invite.id.as_str()),
@@ -1437,7 +1455,7 @@ pub async fn route_table_membership_handlers_and_audit(stack: &Stack) -> Result<
     let mut checked = 0;
     for spec in ROUTES
         .iter()
-        .filter(|s| matches!(s.scope, Scope::Workspace | Scope::Session))
+        .filter(|s| matches!(s.scope, Scope::Workspace | Scope::Session | Scope::Template))
     {
         let path = fill_path(spec.path, &values);
         let mut req = http
@@ -1456,17 +1474,17 @@ pub async fn route_table_membership_handlers_and_audit(stack: &Stack) -> Result<
                 .header("sec-websocket-version", "13")
                 .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
         }
-        let want = if spec.scope == Scope::Workspace {
-            ErrorCode::WorkspaceNotFound
-        } else {
-            ErrorCode::SessionNotFound
+        let want = match spec.scope {
+            Scope::Workspace => ErrorCode::WorkspaceNotFound,
+            Scope::Template => ErrorCode::TemplateNotFound,
+            _ => ErrorCode::SessionNotFound,
         };
         expect_envelope(req.send().await?, 404, want)
             .await
             .with_context(|| format!("{} {path} as a non-member", spec.method))?;
         checked += 1;
     }
-    ensure!(checked >= 15, "only {checked} scoped routes");
+    ensure!(checked >= 25, "only {checked} scoped routes");
 
     // As the owner, every route reaches a handler (no 500, no unknown route).
     // Sign-out routes go last, after a recovery code is kept to read the log.

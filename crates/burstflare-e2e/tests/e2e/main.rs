@@ -21,6 +21,7 @@ mod identity;
 mod platform;
 mod sessions;
 mod support;
+mod templates;
 
 use std::sync::Arc;
 
@@ -65,6 +66,7 @@ fn main() {
         identity::device_authorization_api_rules,
         identity::cli_login_logout_and_sessions,
         identity::workspaces_roles_invites_and_rules,
+        templates::templates_versions_bundles_and_lifecycle,
         identity::route_table_membership_handlers_and_audit,
         platform::wrangler_deploy_dry_run_staging_and_production,
         sessions::ssh_exec_config_ssh_and_host_key_pinning,

@@ -93,6 +93,8 @@ fn placeholder(param: &str) -> &'static str {
         "auth_session_id" => "aus_00000000000000000000000000",
         "invite_id" => "inv_00000000000000000000000000",
         "user_code" => "BCDF-GHJK",
+        "template_id" => "tpl_00000000000000000000000000",
+        "version_id" => "tv_00000000000000000000000000",
         _ => "x",
     }
 }

@@ -19,6 +19,9 @@ use burstflare_api::identity::{
 use burstflare_api::ops::CreateProbeRequest;
 use burstflare_api::routes::{Matched, RouteSpec, Scope, match_route};
 use burstflare_api::sessions::{AddSshKeyRequest, CreateSessionRequest};
+use burstflare_api::templates::{
+    CreateTemplateRequest, CreateVersionRequest, UpdateTemplateRequest,
+};
 use burstflare_api::{CreateTokenRequest, ErrorCode, MAX_JSON_BODY_BYTES, RegisterRequest};
 use burstflare_domain::SessionCommand;
 use serde::de::DeserializeOwned;
@@ -36,8 +39,9 @@ use crate::http::{
 use crate::services::workspaces::{self, Membership};
 use crate::services::{
     accounts, audit, device, diagnostics, health, passkeys, recovery, sessions, signin, ssh_keys,
-    tokens,
+    templates, tokens,
 };
+use crate::store::templates::TemplateRow;
 
 /// Serves one request; never fails (errors become envelopes).
 pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
@@ -150,6 +154,10 @@ async fn dispatch(
         let m = workspaces::member_of(ctx, &caller, p.get("workspace_id")?).await?;
         return workspace(req, ctx, spec, &p, &caller, m).await;
     }
+    if spec.scope == Scope::Template {
+        let (row, m) = templates::template_of(ctx, &caller, p.get("template_id")?).await?;
+        return template(req, ctx, spec, &p, &caller, row, m).await;
+    }
     let q = |name: &str| query_param(&req, name);
     match spec.action {
         "me.get" => ok(&accounts::me(ctx, &caller).await?),
@@ -218,6 +226,14 @@ async fn dispatch(
         "workspace.create" => {
             let b: CreateWorkspaceRequest = body(&mut req).await?;
             created(&workspaces::create(ctx, &caller, b).await?)
+        }
+        "template.list" => {
+            let ws = q("workspace_id")?;
+            ok(&templates::list(ctx, &caller, ws.as_deref()).await?)
+        }
+        "template.create" => {
+            let b: CreateTemplateRequest = body(&mut req).await?;
+            created(&templates::create(ctx, &caller, b).await?)
         }
         "workspace.invite_accept" => {
             let b: AcceptInviteRequest = body(&mut req).await?;
@@ -294,10 +310,54 @@ async fn public(mut req: Request, ctx: &Ctx, spec: &RouteSpec) -> ApiResult<Resp
             let b: DeviceCodeRequest = body(&mut req).await?;
             ok(&device::create(ctx, b).await?)
         }
+        "template.bundle_upload" => {
+            let grant = query_param(&req, "grant")?;
+            created(&templates::upload_bundle(ctx, &mut req, grant.as_deref()).await?)
+        }
         "auth.device_token" => {
             let b: DeviceTokenRequest = body(&mut req).await?;
             let issued = device::token(ctx, b).await?;
             ok(&issued.body)
+        }
+        other => Err(unhandled(other)),
+    }
+}
+
+/// Routes on a template of a workspace the caller is a member of.
+async fn template(
+    mut req: Request,
+    ctx: &Ctx,
+    spec: &RouteSpec,
+    p: &Params<'_>,
+    caller: &Caller,
+    row: TemplateRow,
+    m: Membership,
+) -> ApiResult<Response> {
+    match spec.action {
+        "template.get" => ok(&templates::get(&row, &m)?),
+        "template.update" => {
+            let b: UpdateTemplateRequest = body(&mut req).await?;
+            ok(&templates::update(ctx, row, &m, b).await?)
+        }
+        "template.delete" => {
+            templates::delete(ctx, row, &m).await?;
+            no_content()
+        }
+        "template.archive" => ok(&templates::set_archived(ctx, row, &m, true).await?),
+        "template.restore" => ok(&templates::set_archived(ctx, row, &m, false).await?),
+        "template.versions" => ok(&templates::versions(ctx, &row, &m).await?),
+        "template.version_create" => {
+            let b: CreateVersionRequest = body(&mut req).await?;
+            created(&templates::create_version(ctx, caller, &row, &m, b).await?)
+        }
+        "template.version_get" => {
+            ok(&templates::get_version(ctx, &row, &m, p.get("version_id")?).await?)
+        }
+        "template.bundle_grant" => {
+            ok(&templates::bundle_grant(ctx, &row, &m, p.get("version_id")?).await?)
+        }
+        "template.bundle_download" => {
+            templates::download_bundle(ctx, &row, &m, p.get("version_id")?).await
         }
         other => Err(unhandled(other)),
     }

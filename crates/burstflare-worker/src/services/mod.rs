@@ -14,6 +14,7 @@ pub mod recovery;
 pub mod sessions;
 pub mod signin;
 pub mod ssh_keys;
+pub mod templates;
 pub mod tokens;
 pub mod turnstile;
 pub mod workspaces;

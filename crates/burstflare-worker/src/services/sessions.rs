@@ -40,6 +40,9 @@ const MAX_ENV_VALUE: usize = 4096;
 pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> ApiResult<Session> {
     let name = SessionName::parse(&req.name)?;
     let workspace = writable_workspace(ctx, caller, req.workspace_id.as_ref()).await?;
+    if let Some(t) = &req.template {
+        super::templates::bootable(ctx, workspace.id(), t).await?;
+    }
     if req.env.len() > MAX_ENV_VARS {
         return Err(FieldError::new("env", format!("at most {MAX_ENV_VARS} variables")).into());
     }

@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod recovery;
 pub mod sessions;
 pub mod ssh_keys;
+pub mod templates;
 pub mod tokens;
 pub mod users;
 pub mod workspaces;
