@@ -16,7 +16,8 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use burstflare_api::ErrorCode;
 use burstflare_api::runtime::{AgentActivity, AgentHealth, AgentStatus};
 use serde::Deserialize;
@@ -33,6 +34,8 @@ use crate::{keys, ssh_bridge, terminal_ws};
 /// How long `/ssh` and `/healthz` wait for sshd to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Largest bundle `/build/bundle` accepts (the API's own limit is lower).
+const MAX_BUNDLE: usize = 256 << 20;
 /// Largest WebSocket message accepted from clients.
 const MAX_MESSAGE: usize = 16 << 20;
 
@@ -80,10 +83,41 @@ pub fn router(state: AppState, secret: Secret) -> Router {
         .route("/activity", get(activity))
         .route("/ssh", get(ssh))
         .route("/terminal", get(terminal))
+        .route(
+            "/build/bundle",
+            post(build_bundle).layer(DefaultBodyLimit::max(MAX_BUNDLE)),
+        )
+        .route("/build/run", post(build_run))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(secret, require_token))
+}
+
+/// `POST /build/bundle`: unpacks a tar.gz into the bundle directory.
+async fn build_bundle(body: bytes::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+    let dir = crate::build::bundle_dir();
+    let entries = tokio::task::spawn_blocking(move || crate::build::unpack_bundle(&body, &dir))
+        .await
+        .map_err(|e| ApiError::internal(format!("unpacking stopped: {e}")))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidField,
+                format!("the bundle cannot be unpacked: {e}"),
+            )
+        })?;
+    Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+/// `POST /build/run`: packages, then setup commands.
+async fn build_run(
+    Json(req): Json<crate::build::RunRequest>,
+) -> Result<Json<crate::build::RunOutcome>, ApiError> {
+    crate::build::run(&req, &crate::build::bundle_dir())
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::internal(format!("cannot run the setup: {e}")))
 }
 
 async fn not_found() -> ApiError {
@@ -98,7 +132,7 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,
-        "only GET is allowed here",
+        "this method is not allowed here",
     )
 }
 

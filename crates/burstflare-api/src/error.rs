@@ -115,6 +115,9 @@ pub enum ErrorCode {
     BundleExists,
     /// The template has no active release to boot yet.
     NoActiveRelease,
+    BuildNotFound,
+    /// The command is not valid in the build's state; `details.state` names it.
+    InvalidBuildState,
     /// Something went wrong on our side; quote the request id when reporting it.
     Internal,
     /// A code this client does not know yet (newer server).

@@ -4,6 +4,7 @@
 //! this crate, so the Worker, the CLI and the tests cannot disagree about the
 //! JSON. Timestamps are RFC 3339 strings in UTC.
 
+pub mod builds;
 pub mod error;
 pub mod identity;
 pub mod ops;

@@ -29,8 +29,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use burstflare_api::runtime::{
-    AGENT_PORT, AGENT_TOKEN_HEADER, AgentHealth, AgentStatus, ENV_AGENT_SECRET,
-    ENV_AUTHORIZED_KEYS, ENV_SESSION_ENV, ENV_SESSION_ID, ResourceLimits,
+    AGENT_PORT, AGENT_TOKEN_HEADER, AgentHealth, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS,
+    ENV_SESSION_ENV, ENV_SESSION_ID, ResourceLimits,
 };
 use burstflare_api::sessions::CommandResult;
 use burstflare_api::{ErrorCode, ErrorEnvelope};
@@ -41,8 +41,7 @@ use futures_util::lock::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{
-    Delay, DurableObject, Env, Headers, Method, Request, RequestInit, Response, State,
-    durable_object,
+    DurableObject, Env, Headers, Method, Request, RequestInit, Response, State, durable_object,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -536,64 +535,7 @@ impl SessionCoordinator {
         l.private.container = Some(container.clone());
         l.private.agent_secret = Some(secret.clone());
         self.save(l, None).map_err(|e| e.message)?;
-        self.wait_healthy(&runtime, &container, &secret).await
-    }
-
-    async fn wait_healthy(
-        &self,
-        runtime: &Runtime,
-        container: &str,
-        secret: &str,
-    ) -> Result<AgentHealth, String> {
-        let deadline = now() + START_TIMEOUT_MS;
-        let mut attempt: u32 = 0;
-        let mut last = String::from("the agent did not answer");
-        loop {
-            attempt += 1;
-            let probe =
-                Request::new("http://agent/healthz", Method::Get).map_err(|e| e.to_string())?;
-            match runtime
-                .fetch(
-                    container,
-                    AGENT_PORT,
-                    "/healthz",
-                    &probe,
-                    &[(AGENT_TOKEN_HEADER, secret)],
-                )
-                .await
-            {
-                Ok(mut resp) if resp.status_code() == 200 => {
-                    if let Ok(h) = resp.json::<AgentHealth>().await {
-                        if h.status == AgentStatus::Ok && !h.host_keys.is_empty() {
-                            return Ok(h);
-                        }
-                        last = "sshd is not accepting connections yet".into();
-                    }
-                }
-                Ok(resp) => last = format!("the agent answered HTTP {}", resp.status_code()),
-                Err(e) => last = e.message,
-            }
-            // A container that died while booting will never become healthy.
-            if attempt.is_multiple_of(10)
-                && let Ok(Observed::Exited(why)) = runtime.status(container).await
-            {
-                return Err(why);
-            }
-            if now() > deadline {
-                return Err(format!(
-                    "the session did not become ready within {} s ({last})",
-                    START_TIMEOUT_MS / 1000
-                ));
-            }
-            // sshd is usually up within tens of milliseconds of the container
-            // starting: poll tightly at first, then back off.
-            let wait = match attempt {
-                0..=50 => 20,
-                51..=100 => 100,
-                _ => 250,
-            };
-            Delay::from(Duration::from_millis(wait)).await;
-        }
+        crate::runtime::wait_healthy(&runtime, &container, &secret, START_TIMEOUT_MS, true).await
     }
 
     async fn schedule_monitor(&self) {

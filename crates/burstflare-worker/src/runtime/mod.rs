@@ -15,10 +15,14 @@ pub mod runner;
 
 use std::collections::BTreeMap;
 
-use burstflare_api::runtime::ResourceLimits;
-use worker::{Env, Headers, Request, RequestInit, Response, State};
+use std::time::Duration;
 
-use crate::platform::var;
+use burstflare_api::runtime::{
+    AGENT_PORT, AGENT_TOKEN_HEADER, AgentHealth, AgentStatus, ResourceLimits,
+};
+use worker::{Delay, Env, Headers, Method, Request, RequestInit, Response, State};
+
+use crate::platform::{now, var};
 
 /// Everything needed to start one generation of a session.
 pub struct StartSpec {
@@ -115,6 +119,66 @@ impl Runtime {
             Self::Runner(r) => r.fetch(handle, port, path_and_query, req, extra).await,
             Self::Cloudflare(c) => c.fetch(port, path_and_query, req, extra).await,
         }
+    }
+}
+
+/// Polls the agent's `/healthz` until it is ok (and, with `need_sshd`, sshd
+/// is up with host keys), the container dies, or `timeout_ms` passes. The
+/// error is the reason shown to users.
+pub async fn wait_healthy(
+    runtime: &Runtime,
+    container: &str,
+    secret: &str,
+    timeout_ms: i64,
+    need_sshd: bool,
+) -> Result<AgentHealth, String> {
+    let deadline = now() + timeout_ms;
+    let mut attempt: u32 = 0;
+    let mut last = String::from("the agent did not answer");
+    loop {
+        attempt += 1;
+        let probe = Request::new("http://agent/healthz", Method::Get).map_err(|e| e.to_string())?;
+        match runtime
+            .fetch(
+                container,
+                AGENT_PORT,
+                "/healthz",
+                &probe,
+                &[(AGENT_TOKEN_HEADER, secret)],
+            )
+            .await
+        {
+            Ok(mut resp) if resp.status_code() == 200 => {
+                if let Ok(h) = resp.json::<AgentHealth>().await {
+                    if !need_sshd || (h.status == AgentStatus::Ok && !h.host_keys.is_empty()) {
+                        return Ok(h);
+                    }
+                    last = "sshd is not accepting connections yet".into();
+                }
+            }
+            Ok(resp) => last = format!("the agent answered HTTP {}", resp.status_code()),
+            Err(e) => last = e.message,
+        }
+        // A container that died while booting will never become healthy.
+        if attempt.is_multiple_of(10)
+            && let Ok(Observed::Exited(why)) = runtime.status(container).await
+        {
+            return Err(why);
+        }
+        if now() > deadline {
+            return Err(format!(
+                "the container did not become ready within {} s ({last})",
+                timeout_ms / 1000
+            ));
+        }
+        // sshd is usually up within tens of milliseconds of the container
+        // starting: poll tightly at first, then back off.
+        let wait = match attempt {
+            0..=50 => 20,
+            51..=100 => 100,
+            _ => 250,
+        };
+        Delay::from(Duration::from_millis(wait)).await;
     }
 }
 

@@ -1,0 +1,244 @@
+//! Builder mode: what a template build asks of the agent in a builder
+//! container (started from the base runtime image, thrown away after).
+//!
+//! * `POST /build/bundle` — the template's bundle (tar.gz) is unpacked into
+//!   the bundle directory (`/opt/burstflare/bundle`); entries that would land
+//!   outside it are refused by the unpacker.
+//! * `POST /build/run` — `{"packages": [...], "commands": [...]}`: installs
+//!   the apt packages, then runs each setup command with `bash -lc` as root in
+//!   the bundle directory, stopping at the first failure. The answer carries
+//!   the exit code, the failed command and the combined output (the build
+//!   log; its head and tail when it exceeds [`MAX_LOG_BYTES`]).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+/// Largest log returned; longer logs keep their head and tail.
+pub const MAX_LOG_BYTES: usize = 4 << 20;
+/// Where bundles are unpacked and setup commands run.
+pub const DEFAULT_BUNDLE_DIR: &str = "/opt/burstflare/bundle";
+
+/// `POST /build/run`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunRequest {
+    #[serde(default)]
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub commands: Vec<String>,
+}
+
+/// The outcome of `POST /build/run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub exit_code: i32,
+    /// The command that failed (`apt-get install …` for packages).
+    pub failed_command: Option<String>,
+    pub log: String,
+}
+
+/// A log that keeps its first and last bytes within a budget.
+#[derive(Default)]
+struct Log {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    dropped: usize,
+}
+
+impl Log {
+    fn push(&mut self, bytes: &[u8]) {
+        let half = MAX_LOG_BYTES / 2;
+        for &b in bytes {
+            if self.head.len() < half {
+                self.head.push(b);
+            } else {
+                if self.tail.len() == half {
+                    self.tail.pop_front();
+                    self.dropped += 1;
+                }
+                self.tail.push_back(b);
+            }
+        }
+    }
+
+    fn line(&mut self, s: &str) {
+        self.push(s.as_bytes());
+        self.push(b"\n");
+    }
+
+    fn finish(self) -> String {
+        let mut out = self.head;
+        if self.dropped > 0 {
+            out.extend_from_slice(format!("\n[… {} bytes of log omitted …]\n", self.dropped).as_bytes());
+        }
+        out.extend(self.tail);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Unpacks a tar.gz bundle into `dir` (created if needed).
+pub fn unpack_bundle(bytes: &[u8], dir: &Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    archive.set_preserve_permissions(true);
+    archive.set_overwrite(true);
+    let mut n = 0;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        // `unpack_in` refuses `..` and absolute paths (returns false).
+        if !entry.unpack_in(dir)? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bundle entry {:?} escapes the bundle directory", entry.path()?),
+            ));
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+async fn pump(reader: impl AsyncRead + Unpin, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if tx.send(line).is_err() {
+            break;
+        }
+    }
+}
+
+/// Runs `bash -lc script` in `dir`, appending its output to `log`; the exit code.
+async fn run_one(script: &str, dir: &Path, log: &mut Log) -> std::io::Result<i32> {
+    log.line(&format!("$ {script}"));
+    let mut child = Command::new("bash")
+        .arg("-lc")
+        .arg(script)
+        .current_dir(dir)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump(out, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(err, tx.clone()));
+    }
+    drop(tx);
+    while let Some(line) = rx.recv().await {
+        log.line(&line);
+    }
+    let status = child.wait().await?;
+    let code = status.code().unwrap_or(128 + 9);
+    log.line(&format!("[exit {code}]"));
+    Ok(code)
+}
+
+/// Installs `packages` and runs `commands` in `dir`.
+pub async fn run(req: &RunRequest, dir: &Path) -> std::io::Result<RunOutcome> {
+    std::fs::create_dir_all(dir)?;
+    let mut log = Log::default();
+    let mut steps: Vec<String> = Vec::new();
+    if !req.packages.is_empty() {
+        steps.push("apt-get update".to_owned());
+        steps.push(format!(
+            "apt-get install -y --no-install-recommends {}",
+            req.packages.join(" ")
+        ));
+    }
+    steps.extend(req.commands.iter().cloned());
+    for step in steps {
+        let code = run_one(&step, dir, &mut log).await?;
+        if code != 0 {
+            return Ok(RunOutcome {
+                exit_code: code,
+                failed_command: Some(step),
+                log: log.finish(),
+            });
+        }
+    }
+    Ok(RunOutcome {
+        exit_code: 0,
+        failed_command: None,
+        log: log.finish(),
+    })
+}
+
+/// The bundle directory (overridable for tests).
+pub fn bundle_dir() -> PathBuf {
+    std::env::var_os("BURSTFLARE_AGENT_BUNDLE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BUNDLE_DIR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_until_the_first_failure_and_keeps_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = RunRequest {
+            packages: vec![],
+            commands: vec![
+                "echo one; echo two >&2".into(),
+                "pwd".into(),
+                "exit 3".into(),
+                "echo never".into(),
+            ],
+        };
+        let out = run(&req, dir.path()).await.unwrap();
+        assert_eq!(out.exit_code, 3);
+        assert_eq!(out.failed_command.as_deref(), Some("exit 3"));
+        assert!(out.log.contains("one") && out.log.contains("two"), "{}", out.log);
+        assert!(out.log.contains(&dir.path().display().to_string()), "runs in the bundle dir");
+        assert!(!out.log.contains("never"));
+        assert!(out.log.contains("[exit 3]"));
+    }
+
+    #[test]
+    fn long_logs_keep_head_and_tail() {
+        let mut log = Log::default();
+        for i in 0..(MAX_LOG_BYTES / 4) {
+            log.line(&format!("{i:07}"));
+        }
+        let text = log.finish();
+        assert!(text.len() <= MAX_LOG_BYTES + 100);
+        assert!(text.starts_with("0000000"));
+        assert!(text.contains("bytes of log omitted"));
+        assert!(text.trim_end().ends_with(&format!("{:07}", MAX_LOG_BYTES / 4 - 1)));
+    }
+
+    #[test]
+    fn bundles_unpack_and_escapes_are_refused() {
+        let mut good = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let data = b"hello";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_cksum();
+        good.append_data(&mut h, "bin/tool.sh", &data[..]).unwrap();
+        let bytes = good.into_inner().unwrap().finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unpack_bundle(&bytes, dir.path()).unwrap(), 1);
+        assert_eq!(std::fs::read(dir.path().join("bin/tool.sh")).unwrap(), data);
+
+        // A raw header with `../x` (the builder API refuses to write one).
+        let mut raw = tar::Header::new_old();
+        raw.as_old_mut().name[..4].copy_from_slice(b"../x");
+        raw.set_size(1);
+        raw.set_cksum();
+        let mut evil = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        evil.append(&raw, &b"x"[..]).unwrap();
+        let bytes = evil.into_inner().unwrap().finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("bundle");
+        assert!(unpack_bundle(&bytes, &inner).is_err());
+        assert!(!dir.path().join("x").exists());
+    }
+}

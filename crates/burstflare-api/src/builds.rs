@@ -1,0 +1,72 @@
+//! Builds: running a template version's setup once and keeping the result
+//! as a layer.
+
+use burstflare_domain::build::BuildState;
+use burstflare_domain::{BuildId, TemplateId, TemplateVersionId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// `POST /templates/{id}/builds`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBuildRequest {
+    pub version_id: TemplateVersionId,
+}
+
+/// How long one step of an attempt took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub millis: u64,
+}
+
+/// What a successful build produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildArtifact {
+    /// SHA-256 of the layer (tar+zstd) as stored.
+    pub layer_digest: String,
+    pub layer_size: u64,
+    /// The base runtime image the layer applies to.
+    pub base_image: String,
+    pub manifest_hash: String,
+    pub bundle_digest: Option<String>,
+    pub steps: Vec<StepTiming>,
+}
+
+/// One attempt of a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildAttempt {
+    pub attempt: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// `succeeded`, `failed` or `lost` (found stuck and redispatched).
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    pub id: BuildId,
+    pub template_id: TemplateId,
+    pub version_id: TemplateVersionId,
+    pub state: BuildState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub artifact: Option<BuildArtifact>,
+    /// Attempt history, oldest first (only on `GET /builds/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<BuildAttempt>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// `POST /templates/{id}/builds/retry-dead-lettered`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BulkRetry {
+    pub requeued: Vec<BuildId>,
+}
