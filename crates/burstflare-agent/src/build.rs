@@ -72,7 +72,9 @@ impl Log {
     fn finish(self) -> String {
         let mut out = self.head;
         if self.dropped > 0 {
-            out.extend_from_slice(format!("\n[… {} bytes of log omitted …]\n", self.dropped).as_bytes());
+            out.extend_from_slice(
+                format!("\n[… {} bytes of log omitted …]\n", self.dropped).as_bytes(),
+            );
         }
         out.extend(self.tail);
         String::from_utf8_lossy(&out).into_owned()
@@ -92,7 +94,10 @@ pub fn unpack_bundle(bytes: &[u8], dir: &Path) -> std::io::Result<usize> {
         if !entry.unpack_in(dir)? {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("bundle entry {:?} escapes the bundle directory", entry.path()?),
+                format!(
+                    "bundle entry {:?} escapes the bundle directory",
+                    entry.path()?
+                ),
             ));
         }
         n += 1;
@@ -195,8 +200,15 @@ mod tests {
         let out = run(&req, dir.path()).await.unwrap();
         assert_eq!(out.exit_code, 3);
         assert_eq!(out.failed_command.as_deref(), Some("exit 3"));
-        assert!(out.log.contains("one") && out.log.contains("two"), "{}", out.log);
-        assert!(out.log.contains(&dir.path().display().to_string()), "runs in the bundle dir");
+        assert!(
+            out.log.contains("one") && out.log.contains("two"),
+            "{}",
+            out.log
+        );
+        assert!(
+            out.log.contains(&dir.path().display().to_string()),
+            "runs in the bundle dir"
+        );
         assert!(!out.log.contains("never"));
         assert!(out.log.contains("[exit 3]"));
     }
@@ -211,12 +223,18 @@ mod tests {
         assert!(text.len() <= MAX_LOG_BYTES + 100);
         assert!(text.starts_with("0000000"));
         assert!(text.contains("bytes of log omitted"));
-        assert!(text.trim_end().ends_with(&format!("{:07}", MAX_LOG_BYTES / 4 - 1)));
+        assert!(
+            text.trim_end()
+                .ends_with(&format!("{:07}", MAX_LOG_BYTES / 4 - 1))
+        );
     }
 
     #[test]
     fn bundles_unpack_and_escapes_are_refused() {
-        let mut good = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut good = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
         let data = b"hello";
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
@@ -233,7 +251,10 @@ mod tests {
         raw.as_old_mut().name[..4].copy_from_slice(b"../x");
         raw.set_size(1);
         raw.set_cksum();
-        let mut evil = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut evil = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
         evil.append(&raw, &b"x"[..]).unwrap();
         let bytes = evil.into_inner().unwrap().finish().unwrap();
         let dir = tempfile::tempdir().unwrap();

@@ -51,9 +51,9 @@
 //! * `BURSTFLARE_AGENT_TERMINAL_GRACE_SECS` — how long a detached shell lives (default 600);
 //! * `RUST_LOG` — log filter (default `info`); logs go to stderr.
 
-pub mod build;
 pub mod activity;
 pub mod auth;
+pub mod build;
 pub mod config;
 pub mod error;
 pub mod keys;

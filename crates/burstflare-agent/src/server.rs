@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use burstflare_api::ErrorCode;
 use burstflare_api::runtime::{AgentActivity, AgentHealth, AgentStatus};

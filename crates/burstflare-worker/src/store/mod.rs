@@ -3,7 +3,6 @@
 
 pub mod audit;
 pub mod auth_sessions;
-pub mod builds;
 pub mod d1;
 pub mod device;
 pub mod identity_cleanup;
