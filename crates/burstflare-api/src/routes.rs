@@ -100,7 +100,7 @@ const fn ws(path: &'static str, action: &'static str, scope: Scope) -> RouteSpec
     }
 }
 
-use Scope::{Public, Session, Template, User, Workspace};
+use Scope::{Build, Public, Session, Template, User, Workspace};
 
 /// Every route, grouped by area.
 pub const ROUTES: &[RouteSpec] = &[
@@ -304,6 +304,28 @@ pub const ROUTES: &[RouteSpec] = &[
         "template.bundle_download",
         Template,
     ),
+    r(
+        "GET",
+        "/templates/{template_id}/builds",
+        "build.list",
+        Template,
+    ),
+    rb(
+        "POST",
+        "/templates/{template_id}/builds",
+        "build.start",
+        Template,
+    ),
+    r(
+        "POST",
+        "/templates/{template_id}/builds/retry-dead-lettered",
+        "build.retry_dead_lettered",
+        Template,
+    ),
+    r("GET", "/builds/{build_id}", "build.get", Build),
+    r("GET", "/builds/{build_id}/logs", "build.logs", Build),
+    r("POST", "/builds/{build_id}/cancel", "build.cancel", Build),
+    r("POST", "/builds/{build_id}/retry", "build.retry", Build),
     // Authorised by the signed grant in the query, not by a credential.
     r("PUT", "/uploads/bundle", "template.bundle_upload", Public),
     // Sessions.

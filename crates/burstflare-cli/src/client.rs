@@ -15,6 +15,7 @@ use burstflare_domain::SessionCommand;
 use std::sync::Arc;
 
 use burstflare_api::WorkspaceMembership;
+use burstflare_api::builds::{Build, BulkRetry, CreateBuildRequest};
 use burstflare_api::identity::{
     AcceptInviteRequest, AuditEvent, AuthSession, ChangeRoleRequest, CreateInviteRequest,
     CreateWorkspaceRequest, CreatedInvite, Credentials, DeviceCodeRequest, DeviceCodeResponse,
@@ -793,6 +794,53 @@ impl Client {
             status: status.as_u16(),
             detail: e.to_string(),
         })
+    }
+}
+
+/// Builds.
+impl Client {
+    pub async fn start_build(
+        &self,
+        template_id: &str,
+        req: &CreateBuildRequest,
+    ) -> Result<Build, ClientError> {
+        let path = format!("/templates/{}/builds", encode_segment(template_id));
+        self.call(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn builds(&self, template_id: &str) -> Result<Vec<Build>, ClientError> {
+        let path = format!("/templates/{}/builds", encode_segment(template_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn build(&self, id: &str) -> Result<Build, ClientError> {
+        let path = format!("/builds/{}", encode_segment(id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `cancel` or `retry`.
+    pub async fn build_command(&self, id: &str, verb: &str) -> Result<Build, ClientError> {
+        let path = format!("/builds/{}/{verb}", encode_segment(id));
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn retry_dead_lettered(&self, template_id: &str) -> Result<BulkRetry, ClientError> {
+        let path = format!(
+            "/templates/{}/builds/retry-dead-lettered",
+            encode_segment(template_id)
+        );
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    /// Every attempt's log, as text.
+    pub async fn build_logs(&self, id: &str) -> Result<String, ClientError> {
+        let path = format!("/builds/{}/logs", encode_segment(id));
+        let (status, url, bytes) = self.send::<()>(Method::GET, &path, None).await?;
+        if status.is_success() {
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        } else {
+            Err(api_error(status, url, &bytes))
+        }
     }
 }
 

@@ -55,6 +55,9 @@ enum Command {
     /// Templates: manifests, versions and bundles.
     #[command(subcommand)]
     Template(commands::templates::TemplateCmd),
+    /// Template builds: start, follow, logs, artifacts, retries.
+    #[command(subcommand)]
+    Build(commands::builds::BuildCmd),
     /// A workspace's audit log.
     #[command(subcommand)]
     Audit(commands::workspaces::AuditCmd),
@@ -377,6 +380,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Workspace(cmd) => commands::workspaces::workspace(&app, cmd).await,
         Command::Audit(cmd) => commands::workspaces::audit(&app, cmd).await,
         Command::Template(cmd) => commands::templates::template(&app, cmd).await,
+        Command::Build(cmd) => commands::builds::build(&app, cmd).await,
         Command::Config(ConfigCommand::Show(flag)) => {
             let signed_in = app.dir.token_for(&app.api_url)?.is_some();
             let shown = serde_json::json!({

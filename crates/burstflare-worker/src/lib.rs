@@ -26,7 +26,7 @@ mod services;
 mod store;
 mod workflow;
 
-pub use durable::{RateLimiter, SessionCoordinator};
+pub use durable::{BuildRunner, RateLimiter, SessionCoordinator};
 pub use workflow::workflow_step;
 
 use worker::{

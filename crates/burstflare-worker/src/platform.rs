@@ -11,6 +11,7 @@ pub const DB: &str = "DB";
 pub const BUCKET: &str = "BUCKET";
 pub const SESSIONS: &str = "SESSIONS";
 pub const RATE_LIMITER: &str = "RATE_LIMITER";
+pub const BUILDERS: &str = "BUILDERS";
 pub const BUILD_QUEUE: &str = "BUILD_QUEUE";
 pub const RECONCILE_QUEUE: &str = "RECONCILE_QUEUE";
 pub const BUILD_WORKFLOW: &str = "BUILD_WORKFLOW";

@@ -13,7 +13,7 @@ use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 use crate::error::{ApiError, ApiResult};
 use crate::platform::{self, BUILD_QUEUE, RECONCILE_QUEUE};
-use crate::services::reconcile;
+use crate::services::{builds, reconcile};
 use crate::store::probes::{self, Mark};
 
 /// Messages on `BUILD_QUEUE`.
@@ -22,6 +22,8 @@ use crate::store::probes::{self, Mark};
 pub enum BuildMessage {
     /// A diagnostics probe; with `dead_letter` the consumer rejects it every time.
     Probe { probe_id: String, dead_letter: bool },
+    /// Start the next attempt of a build (see `services::builds::dispatch`).
+    Run { build_id: String },
 }
 
 /// Messages on `RECONCILE_QUEUE`.
@@ -39,20 +41,36 @@ pub enum ReconcileMessage {
     },
 }
 
-async fn send<T: Serialize>(env: &Env, binding: &str, message: &T) -> ApiResult<()> {
+async fn send<T: Serialize>(
+    env: &Env,
+    binding: &str,
+    message: &T,
+    delay_seconds: Option<u32>,
+) -> ApiResult<()> {
     let body = serde_json::to_string(message)?;
-    env.queue(binding)?
-        .send(body)
-        .await
-        .map_err(|e| ApiError::internal(format!("send to {binding}: {e}")))
+    let queue = env.queue(binding)?;
+    let sent = match delay_seconds {
+        Some(d) => {
+            queue
+                .send(worker::MessageBuilder::new(body).delay_seconds(d).build())
+                .await
+        }
+        None => queue.send(body).await,
+    };
+    sent.map_err(|e| ApiError::internal(format!("send to {binding}: {e}")))
 }
 
-pub async fn send_build(env: &Env, message: &BuildMessage) -> ApiResult<()> {
-    send(env, BUILD_QUEUE, message).await
+/// Sends to `BUILD_QUEUE`, delivered after `delay_seconds` when given.
+pub async fn send_build(
+    env: &Env,
+    message: &BuildMessage,
+    delay_seconds: Option<u32>,
+) -> ApiResult<()> {
+    send(env, BUILD_QUEUE, message, delay_seconds).await
 }
 
 pub async fn send_reconcile(env: &Env, message: &ReconcileMessage) -> ApiResult<()> {
-    send(env, RECONCILE_QUEUE, message).await
+    send(env, RECONCILE_QUEUE, message, None).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +104,8 @@ fn retry_delay_seconds(age_ms: i64) -> u32 {
 enum Outcome {
     Ack,
     Retry,
+    /// Deliver again after this many seconds.
+    RetryIn(u32),
 }
 
 pub async fn consume(batch: MessageBatch<String>, env: Env) {
@@ -113,6 +133,11 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
         match outcome {
             Ok(Outcome::Ack) => message.ack(),
             Ok(Outcome::Retry) => message.retry_with_options(&retry),
+            Ok(Outcome::RetryIn(secs)) => message.retry_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(secs)
+                    .build(),
+            ),
             Err(e) => {
                 worker::console_error!(
                     "queue {queue}: message {} failed, will retry: {}",
@@ -139,6 +164,10 @@ async fn handle(env: &Env, role: QueueRole, body: &str) -> ApiResult<Outcome> {
                 probes::mark(env, &probe_id, Mark::BuildQueue, platform::now(), None).await?;
                 Ok(Outcome::Ack)
             }
+            Ok(BuildMessage::Run { build_id }) => match builds::dispatch(env, &build_id).await? {
+                builds::Dispatch::Done => Ok(Outcome::Ack),
+                builds::Dispatch::Later(secs) => Ok(Outcome::RetryIn(secs)),
+            },
             Err(e) => malformed("build", body, &e),
         },
         QueueRole::Reconcile => match serde_json::from_str::<ReconcileMessage>(body) {
@@ -159,6 +188,11 @@ async fn handle(env: &Env, role: QueueRole, body: &str) -> ApiResult<Outcome> {
             match serde_json::from_str::<BuildMessage>(body) {
                 Ok(BuildMessage::Probe { probe_id, .. }) => {
                     probes::mark(env, &probe_id, Mark::DeadLetter, platform::now(), None).await?;
+                }
+                // Build dispatch failed on every delivery: the reconcile sweep
+                // redispatches builds stuck in `queued`.
+                Ok(BuildMessage::Run { build_id }) => {
+                    worker::console_error!("dead-letter queue: dispatch of build {build_id} failed")
                 }
                 Err(_) => worker::console_error!("dead-letter queue: unhandled message {body}"),
             }

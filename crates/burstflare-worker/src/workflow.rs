@@ -11,6 +11,8 @@
 //! The Worker starts instances and reads their status through the binding's
 //! JS API (`create`, `get`, `status`), which workers-rs does not wrap.
 
+use std::collections::BTreeMap;
+
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -19,6 +21,7 @@ use worker::Env;
 
 use crate::error::{ApiError, ApiResult};
 use crate::platform::{self, BUILD_WORKFLOW};
+use crate::services::builds::{self, StepResult};
 use crate::store::probes::{self, Mark};
 
 /// An instance's params (`event.payload` in the shim).
@@ -27,12 +30,27 @@ use crate::store::probes::{self, Mark};
 pub enum Params {
     /// A diagnostics probe: one step that records itself on the probe.
     Probe { probe_id: String },
+    /// One attempt of a build (`services::builds`). The shim adds the
+    /// results of the steps done so far, and `error` for the `fail` step.
+    Build {
+        build_id: String,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default, skip_serializing)]
+        results: BTreeMap<String, StepResult>,
+    },
 }
 
-/// The plan returned by the `"plan"` step.
+/// The plan returned by the `"plan"` step: the steps, the step to run
+/// (with `error` set) when one fails, and how often the engine retries a
+/// failing step (builds retry whole attempts themselves).
 #[derive(Debug, Serialize)]
 struct Plan {
     steps: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_error: Option<&'static str>,
+    retries: u32,
 }
 
 /// Runs one workflow step. Called from the JS shim; returns JSON text.
@@ -51,7 +69,43 @@ async fn run_step(env: &Env, step: &str, payload: &str) -> ApiResult<String> {
     match (step, &params) {
         ("plan", Params::Probe { .. }) => Ok(serde_json::to_string(&Plan {
             steps: vec!["record"],
+            on_error: None,
+            retries: 3,
         })?),
+        ("plan", Params::Build { .. }) => Ok(serde_json::to_string(&Plan {
+            steps: builds::STEPS.to_vec(),
+            on_error: Some("fail"),
+            retries: 0,
+        })?),
+        (
+            "fail",
+            Params::Build {
+                build_id,
+                attempt,
+                error,
+                ..
+            },
+        ) => {
+            builds::fail(
+                env,
+                build_id,
+                *attempt,
+                error.as_deref().unwrap_or("the step failed"),
+            )
+            .await?;
+            Ok("{}".to_owned())
+        }
+        (
+            name,
+            Params::Build {
+                build_id,
+                attempt,
+                results,
+                ..
+            },
+        ) => Ok(serde_json::to_string(
+            &builds::step(env, name, build_id, *attempt, results).await?,
+        )?),
         ("record", Params::Probe { probe_id }) => {
             probes::mark(
                 env,

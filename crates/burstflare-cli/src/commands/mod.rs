@@ -1,5 +1,6 @@
 //! Subcommand implementations that outgrew `main.rs`.
 
+pub mod builds;
 pub mod identity;
 pub mod sessions;
 pub mod templates;

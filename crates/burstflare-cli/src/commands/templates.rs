@@ -141,7 +141,7 @@ fn bundle_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
 }
 
 /// Finds a template by id or name in the workspace in use.
-async fn find(
+pub async fn find_template(
     app: &App,
     client: &Client,
     ws: &WorkspaceFlag,
@@ -258,7 +258,7 @@ pub async fn template(app: &App, cmd: TemplateCmd) -> Result<(), CliError> {
             Ok(())
         }
         TemplateCmd::Get { template, ws, json } => {
-            let t = find(app, &client, &ws, &template).await?;
+            let t = find_template(app, &client, &ws, &template).await?;
             if json.json {
                 return print_json(&t);
             }
@@ -270,7 +270,7 @@ pub async fn template(app: &App, cmd: TemplateCmd) -> Result<(), CliError> {
             new_name,
             ws,
         } => {
-            let t = find(app, &client, &ws, &template).await?;
+            let t = find_template(app, &client, &ws, &template).await?;
             let t = client
                 .update_template(
                     t.id.as_str(),
@@ -291,7 +291,7 @@ pub async fn template(app: &App, cmd: TemplateCmd) -> Result<(), CliError> {
             set_archived(app, &client, &ws, &template, false).await
         }
         TemplateCmd::Delete { template, ws } => {
-            let t = find(app, &client, &ws, &template).await?;
+            let t = find_template(app, &client, &ws, &template).await?;
             client
                 .delete_template(t.id.as_str())
                 .await
@@ -310,7 +310,7 @@ async fn set_archived(
     template: &str,
     archive: bool,
 ) -> Result<(), CliError> {
-    let t = find(app, client, ws, template).await?;
+    let t = find_template(app, client, ws, template).await?;
     let t = client
         .archive_template(t.id.as_str(), archive)
         .await
@@ -337,7 +337,7 @@ async fn version(app: &App, client: &Client, cmd: VersionCmd) -> Result<(), CliE
             ws,
             json,
         } => {
-            let t = find(app, client, &ws, &template).await?;
+            let t = find_template(app, client, &ws, &template).await?;
             let req = CreateVersionRequest {
                 manifest: manifest.as_deref().map(read).transpose()?,
                 devcontainer: devcontainer.as_deref().map(read).transpose()?,
@@ -378,7 +378,7 @@ async fn version(app: &App, client: &Client, cmd: VersionCmd) -> Result<(), CliE
             Ok(())
         }
         VersionCmd::List { template, ws, json } => {
-            let t = find(app, client, &ws, &template).await?;
+            let t = find_template(app, client, &ws, &template).await?;
             let versions = client
                 .template_versions(t.id.as_str())
                 .await

@@ -15,6 +15,7 @@
 )]
 
 mod accounts;
+mod builds;
 mod cli;
 mod errors;
 mod identity;
@@ -67,6 +68,7 @@ fn main() {
         identity::cli_login_logout_and_sessions,
         identity::workspaces_roles_invites_and_rules,
         templates::templates_versions_bundles_and_lifecycle,
+        builds::failing_setup_retries_dead_letters_and_bulk_retries,
         identity::route_table_membership_handlers_and_audit,
         platform::wrangler_deploy_dry_run_staging_and_production,
         sessions::ssh_exec_config_ssh_and_host_key_pinning,

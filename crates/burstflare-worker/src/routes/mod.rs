@@ -10,6 +10,7 @@
 
 mod context;
 
+use burstflare_api::builds::CreateBuildRequest;
 use burstflare_api::identity::{
     AcceptInviteRequest, ChangeRoleRequest, CreateInviteRequest, CreateWorkspaceRequest,
     DeviceCodeRequest, DeviceTokenRequest, Empty, PasskeyLoginOptionsRequest, PasskeyLoginRequest,
@@ -24,6 +25,7 @@ use burstflare_api::templates::{
 };
 use burstflare_api::{CreateTokenRequest, ErrorCode, MAX_JSON_BODY_BYTES, RegisterRequest};
 use burstflare_domain::SessionCommand;
+use burstflare_domain::build::BuildEvent;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use worker::{Env, Request, Response};
@@ -38,8 +40,8 @@ use crate::http::{
 };
 use crate::services::workspaces::{self, Membership};
 use crate::services::{
-    accounts, audit, device, diagnostics, health, passkeys, recovery, sessions, signin, ssh_keys,
-    templates, tokens,
+    accounts, audit, builds, device, diagnostics, health, passkeys, recovery, sessions, signin,
+    ssh_keys, templates, tokens,
 };
 use crate::store::templates::TemplateRow;
 
@@ -153,6 +155,22 @@ async fn dispatch(
     if spec.scope == Scope::Workspace {
         let m = workspaces::member_of(ctx, &caller, p.get("workspace_id")?).await?;
         return workspace(req, ctx, spec, &p, &caller, m).await;
+    }
+    if spec.scope == Scope::Build {
+        let (row, m) = builds::build_of(ctx, &caller, p.get("build_id")?).await?;
+        return match spec.action {
+            "build.get" => ok(&builds::get(ctx, &row, &m).await?),
+            "build.logs" => {
+                let text = builds::logs(ctx, &row, &m).await?;
+                let headers = worker::Headers::new();
+                headers.set("content-type", "text/plain; charset=utf-8")?;
+                headers.set("cache-control", "no-store")?;
+                Ok(Response::ok(text)?.with_headers(headers))
+            }
+            "build.cancel" => ok(&builds::command(ctx, &row, &m, BuildEvent::Cancel).await?),
+            "build.retry" => ok(&builds::command(ctx, &row, &m, BuildEvent::Retry).await?),
+            other => Err(unhandled(other)),
+        };
     }
     if spec.scope == Scope::Template {
         let (row, m) = templates::template_of(ctx, &caller, p.get("template_id")?).await?;
@@ -335,6 +353,12 @@ async fn template(
 ) -> ApiResult<Response> {
     match spec.action {
         "template.get" => ok(&templates::get(&row, &m)?),
+        "build.list" => ok(&builds::list(ctx, &row, &m).await?),
+        "build.start" => {
+            let b: CreateBuildRequest = body(&mut req).await?;
+            created(&builds::create(ctx, caller, &row, &m, b).await?)
+        }
+        "build.retry_dead_lettered" => ok(&builds::retry_dead_lettered(ctx, &row, &m).await?),
         "template.update" => {
             let b: UpdateTemplateRequest = body(&mut req).await?;
             ok(&templates::update(ctx, row, &m, b).await?)

@@ -73,6 +73,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateProbeRequest) -> ApiR
             probe_id: id.to_string(),
             dead_letter: req.dead_letter,
         },
+        None,
     )
     .await?;
     queues::send_reconcile(

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod builds;
 pub mod device;
 pub mod diagnostics;
 pub mod health;

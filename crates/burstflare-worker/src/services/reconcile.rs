@@ -26,6 +26,10 @@ pub async fn sweep(env: &Env, run_id: &str, trigger: &str) -> ApiResult<()> {
         probes::delete(env, id).await?;
     }
     let purged = identity_cleanup::purge(env, started_at).await?;
+    let redispatched = super::builds::redispatch_stuck(env, started_at).await?;
+    if redispatched > 0 {
+        worker::console_log!("reconcile {run_id}: redispatched {redispatched} stuck builds");
+    }
     worker::console_log!(
         "reconcile {run_id}: purged {} challenges, {} device authorizations, {} access tokens, {} auth sessions",
         purged.challenges,

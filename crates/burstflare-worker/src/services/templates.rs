@@ -19,9 +19,7 @@ use burstflare_domain::grant::{self, Grant};
 use burstflare_domain::policy::Action;
 use burstflare_domain::template::{BaseImage, Manifest, ManifestError, from_devcontainer};
 use burstflare_domain::{SessionName, TemplateId, TemplateVersionId, account::FieldError};
-use futures_util::StreamExt;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use worker::{Request, Response};
 
 use super::workspaces::{self, Membership};
@@ -30,12 +28,10 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::platform::{BUCKET, var};
 use crate::routes::Ctx;
-use crate::store::d1;
 use crate::store::templates::{self as store, TemplateRow, VersionRow};
+use crate::store::{d1, objects};
 
 const MAX_DESCRIPTION: usize = 500;
-/// R2 multipart part size (every part but the last has exactly this size).
-const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// The base images manifests may name.
 fn bases(ctx: &Ctx) -> Vec<(String, String)> {
@@ -468,7 +464,19 @@ pub async fn upload_bundle(
         return Err(too_large(g.max_bytes));
     }
     let key = store::bundle_key(&v.template_id, &v.id);
-    let (digest, size) = stream_to_r2(ctx, req, &key, g.max_bytes).await?;
+    let bucket = ctx.env.bucket(BUCKET)?;
+    let (digest, size) = objects::put_stream(&bucket, &key, req.stream()?, g.max_bytes)
+        .await
+        .map_err(|e| match e {
+            objects::PutError::TooLarge => too_large(g.max_bytes),
+            objects::PutError::Read(reason) => ApiError::new(
+                400,
+                ErrorCode::MalformedJson,
+                "the upload body could not be read",
+            )
+            .with_details(json!({ "reason": reason })),
+            objects::PutError::Store(e) => e,
+        })?;
     store::set_bundle(
         &ctx.env,
         &v.id,
@@ -482,72 +490,6 @@ pub async fn upload_bundle(
         size,
         uploaded_at: timestamp(ctx.now),
     })
-}
-
-/// Streams a request body into R2 under `key`, hashing it; nothing is stored
-/// when the body exceeds `max` or the stream fails.
-async fn stream_to_r2(
-    ctx: &Ctx,
-    req: &mut Request,
-    key: &str,
-    max: u64,
-) -> ApiResult<(String, u64)> {
-    let bucket = ctx.env.bucket(BUCKET)?;
-    let mut hasher = Sha256::new();
-    let mut size: u64 = 0;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut multipart: Option<(worker::MultipartUpload, Vec<worker::UploadedPart>)> = None;
-    let mut stream = req.stream()?;
-    let result: ApiResult<()> = async {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::new(
-                    400,
-                    ErrorCode::MalformedJson,
-                    "the upload body could not be read",
-                )
-                .with_details(json!({ "reason": e.to_string() }))
-            })?;
-            size += chunk.len() as u64;
-            if size > max {
-                return Err(too_large(max));
-            }
-            hasher.update(&chunk);
-            buf.extend_from_slice(&chunk);
-            while buf.len() >= PART_BYTES {
-                let part: Vec<u8> = buf.drain(..PART_BYTES).collect();
-                if multipart.is_none() {
-                    let upload = bucket.create_multipart_upload(key).execute().await?;
-                    multipart = Some((upload, Vec::new()));
-                }
-                if let Some((upload, parts)) = multipart.as_mut() {
-                    let n = u16::try_from(parts.len() + 1).unwrap_or(u16::MAX);
-                    parts.push(upload.upload_part(n, part).await?);
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        if let Some((upload, _)) = &multipart {
-            let _ = upload.abort().await;
-        }
-        return Err(e);
-    }
-    match multipart {
-        Some((upload, mut parts)) => {
-            if !buf.is_empty() {
-                let n = u16::try_from(parts.len() + 1).unwrap_or(u16::MAX);
-                parts.push(upload.upload_part(n, buf).await?);
-            }
-            upload.complete(parts).await?;
-        }
-        None => {
-            bucket.put(key, buf).execute().await?;
-        }
-    }
-    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// `GET …/versions/{id}/bundle`: the bundle's bytes.

@@ -3,9 +3,11 @@
 
 pub mod audit;
 pub mod auth_sessions;
+pub mod builds;
 pub mod d1;
 pub mod device;
 pub mod identity_cleanup;
+pub mod objects;
 pub mod passkeys;
 pub mod probes;
 pub mod reconcile;

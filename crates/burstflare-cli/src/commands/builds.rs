@@ -1,0 +1,284 @@
+//! `burstflare build …`: start a build of a template version, follow it,
+//! read its log and artifact, retry or cancel it.
+
+use std::time::Duration;
+
+use burstflare_api::builds::{Build, CreateBuildRequest};
+use burstflare_cli::client::Client;
+use burstflare_cli::error::CliError;
+use burstflare_domain::build::BuildState;
+use clap::Subcommand;
+
+use super::api;
+use super::templates::find_template;
+use super::workspaces::WorkspaceFlag;
+use crate::{App, JsonFlag, fmt_time, print_json, print_table};
+
+#[derive(Subcommand)]
+pub enum BuildCmd {
+    /// Build a template version (the newest by default).
+    Start {
+        template: String,
+        /// Version number or id.
+        #[arg(long)]
+        version: Option<String>,
+        /// Wait for the build to end, printing its log.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        ws: WorkspaceFlag,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List a template's builds.
+    List {
+        template: String,
+        #[command(flatten)]
+        ws: WorkspaceFlag,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show a build and its attempts.
+    Get {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Print a build's log (every attempt).
+    Logs {
+        id: String,
+        /// Keep printing until the build ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Show what a successful build produced.
+    Artifact {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Retry a failed or dead-lettered build.
+    Retry { id: String },
+    /// Cancel a build that has not ended.
+    Cancel { id: String },
+    /// Re-queue every dead-lettered build of a template.
+    RetryDeadLettered {
+        template: String,
+        #[command(flatten)]
+        ws: WorkspaceFlag,
+    },
+}
+
+fn show(b: &Build) {
+    println!(
+        "{}  {}  attempts {}  updated {}",
+        b.id,
+        b.state.as_str(),
+        b.attempts,
+        fmt_time(Some(b.updated_at))
+    );
+    if let Some(e) = &b.last_error {
+        println!("last error: {e}");
+    }
+}
+
+/// Prints the log as it grows until the build ends; the final build.
+async fn follow(client: &Client, id: &str) -> Result<Build, CliError> {
+    let mut printed = 0;
+    loop {
+        let b = client
+            .build(id)
+            .await
+            .map_err(api(format!("could not read build {id}")))?;
+        let log = client
+            .build_logs(id)
+            .await
+            .map_err(api("could not read the log"))?;
+        if log.len() > printed {
+            print!("{}", &log[printed..]);
+            printed = log.len();
+        }
+        if b.state.is_terminal() {
+            return Ok(b);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+pub async fn build(app: &App, cmd: BuildCmd) -> Result<(), CliError> {
+    let client = app.signed_in()?;
+    match cmd {
+        BuildCmd::Start {
+            template,
+            version,
+            wait,
+            ws,
+            json,
+        } => {
+            let t = find_template(app, &client, &ws, &template).await?;
+            let versions = client
+                .template_versions(t.id.as_str())
+                .await
+                .map_err(api("could not list versions"))?;
+            let v = match &version {
+                Some(v) => versions
+                    .iter()
+                    .find(|x| x.id.as_str() == v || x.number.to_string() == *v),
+                None => versions.first(),
+            }
+            .ok_or_else(|| {
+                CliError::user(format!(
+                    "{template} has no version {}",
+                    version.clone().unwrap_or_default()
+                ))
+                .hint("create one with `burstflare template version create`")
+            })?;
+            let b = client
+                .start_build(
+                    t.id.as_str(),
+                    &CreateBuildRequest {
+                        version_id: v.id.clone(),
+                    },
+                )
+                .await
+                .map_err(api(format!("could not start a build of {template}")))?;
+            let b = if wait {
+                follow(&client, b.id.as_str()).await?
+            } else {
+                b
+            };
+            if json.json {
+                return print_json(&b);
+            }
+            println!("{}", b.id);
+            eprintln!(
+                "Build {} of {} version {} is {}.",
+                b.id,
+                t.name,
+                v.number,
+                b.state.as_str()
+            );
+            if wait && b.state != BuildState::Succeeded {
+                return Err(
+                    CliError::user(format!("the build ended {}", b.state.as_str()))
+                        .cause(b.last_error.unwrap_or_default()),
+                );
+            }
+            Ok(())
+        }
+        BuildCmd::List { template, ws, json } => {
+            let t = find_template(app, &client, &ws, &template).await?;
+            let all = client
+                .builds(t.id.as_str())
+                .await
+                .map_err(api("could not list builds"))?;
+            if json.json {
+                return print_json(&all);
+            }
+            print_table(
+                &["ID", "STATE", "ATTEMPTS", "VERSION", "CREATED"],
+                &all.iter()
+                    .map(|b| {
+                        vec![
+                            b.id.to_string(),
+                            b.state.as_str().to_owned(),
+                            b.attempts.to_string(),
+                            b.version_id.to_string(),
+                            fmt_time(Some(b.created_at)),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            Ok(())
+        }
+        BuildCmd::Get { id, json } => {
+            let b = client
+                .build(&id)
+                .await
+                .map_err(api(format!("could not read build {id}")))?;
+            if json.json {
+                return print_json(&b);
+            }
+            show(&b);
+            for a in &b.history {
+                println!(
+                    "  attempt {}: {} {}",
+                    a.attempt,
+                    a.outcome.as_deref().unwrap_or("running"),
+                    a.error.as_deref().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        BuildCmd::Logs { id, follow: true } => {
+            follow(&client, &id).await?;
+            Ok(())
+        }
+        BuildCmd::Logs { id, follow: false } => {
+            let log = client
+                .build_logs(&id)
+                .await
+                .map_err(api(format!("could not read the log of {id}")))?;
+            print!("{log}");
+            Ok(())
+        }
+        BuildCmd::Artifact { id, json } => {
+            let b = client
+                .build(&id)
+                .await
+                .map_err(api(format!("could not read build {id}")))?;
+            let Some(a) = &b.artifact else {
+                return Err(CliError::user(format!(
+                    "build {id} is {} and has no artifact",
+                    b.state.as_str()
+                )));
+            };
+            if json.json {
+                return print_json(a);
+            }
+            println!(
+                "layer     sha256:{} ({} bytes)",
+                a.layer_digest, a.layer_size
+            );
+            println!("base      {}", a.base_image);
+            println!("manifest  {}", a.manifest_hash);
+            println!("bundle    {}", a.bundle_digest.as_deref().unwrap_or("-"));
+            for s in &a.steps {
+                println!("step      {} {} ms", s.step, s.millis);
+            }
+            Ok(())
+        }
+        BuildCmd::Retry { id } => {
+            let b = client
+                .build_command(&id, "retry")
+                .await
+                .map_err(api(format!("could not retry {id}")))?;
+            eprintln!("Build {} is {}.", b.id, b.state.as_str());
+            Ok(())
+        }
+        BuildCmd::Cancel { id } => {
+            let b = client
+                .build_command(&id, "cancel")
+                .await
+                .map_err(api(format!("could not cancel {id}")))?;
+            eprintln!("Build {} is {}.", b.id, b.state.as_str());
+            Ok(())
+        }
+        BuildCmd::RetryDeadLettered { template, ws } => {
+            let t = find_template(app, &client, &ws, &template).await?;
+            let r = client
+                .retry_dead_lettered(t.id.as_str())
+                .await
+                .map_err(api("could not retry the dead-lettered builds"))?;
+            for id in &r.requeued {
+                println!("{id}");
+            }
+            eprintln!(
+                "Re-queued {} dead-lettered build(s) of {}.",
+                r.requeued.len(),
+                t.name
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! `BuildRunner`: one Durable Object per build, owning that build's builder
+//! container (through the runtime port, like sessions: burstflare-runner
+//! locally, Cloudflare Containers in production) and talking to the agent
+//! in it. The build workflow's steps call it:
+//!
+//! * `/start` — a fresh container from the base image for the attempt
+//!   (leftovers of earlier attempts are removed first), agent up;
+//! * `/bundle` — the version's bundle, from R2, unpacked by the agent;
+//! * `/run` — packages and setup commands; the log goes to R2;
+//! * `/capture` — the layer, streamed from the agent into R2;
+//! * `/destroy` — the container goes.
+//!
+//! Each call is idempotent for its attempt, so a replayed workflow step
+//! redoes the same work.
+
+use std::collections::BTreeMap;
+
+use burstflare_api::runtime::{
+    AGENT_PORT, AGENT_TOKEN_HEADER, ENV_AGENT_SECRET, ENV_SESSION_ID, ResourceLimits,
+};
+use serde::{Deserialize, Serialize};
+use worker::{
+    DurableObject, Env, Headers, Method, Request, RequestInit, Response, State, durable_object,
+};
+
+use crate::error::{ApiError, ApiResult};
+use crate::platform::{BUCKET, BUILDERS, random};
+use crate::runtime::{Runtime, StartSpec, wait_healthy};
+use crate::store::objects;
+
+/// How long a builder's agent may take to come up.
+const START_TIMEOUT_MS: i64 = 90_000;
+/// Largest layer a build may produce.
+pub const MAX_LAYER_BYTES: u64 = 4 << 30;
+
+#[durable_object]
+pub struct BuildRunner {
+    state: State,
+    env: Env,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Held {
+    container: Option<String>,
+    secret: Option<String>,
+    attempt: u32,
+}
+
+/// `/start`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartBuilder {
+    pub build_id: String,
+    pub attempt: u32,
+    pub image: String,
+    pub limits: ResourceLimits,
+}
+
+/// `/bundle`: the R2 key of the bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushBundle {
+    pub key: String,
+}
+
+/// `/run`: what to install and run, and where the log goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSetup {
+    pub packages: Vec<String>,
+    pub commands: Vec<String>,
+    pub log_key: String,
+}
+
+/// The agent's answer to `/build/run` (without the log, which is in R2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetupOutcome {
+    pub exit_code: i32,
+    pub failed_command: Option<String>,
+    /// The last lines of the log, for the error message.
+    pub log_tail: String,
+}
+
+/// `/capture`: where the layer goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaptureLayer {
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stored {
+    pub digest: String,
+    pub size: u64,
+}
+
+#[derive(Deserialize)]
+struct AgentRun {
+    exit_code: i32,
+    failed_command: Option<String>,
+    log: String,
+}
+
+impl BuildRunner {
+    async fn held(&self) -> ApiResult<Held> {
+        Ok(self
+            .state
+            .storage()
+            .get::<Held>("held")
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn save(&self, h: &Held) -> ApiResult<()> {
+        self.state.storage().put("held", h).await?;
+        Ok(())
+    }
+
+    fn runtime(&self) -> ApiResult<Runtime> {
+        Runtime::from_env(&self.env, &self.state).map_err(|e| ApiError::unavailable(e.message))
+    }
+
+    /// The container and agent secret of the current attempt.
+    async fn agent(&self) -> ApiResult<(Runtime, String, String)> {
+        let h = self.held().await?;
+        match (h.container, h.secret) {
+            (Some(c), Some(s)) => Ok((self.runtime()?, c, s)),
+            _ => Err(ApiError::internal("the builder container is not running")),
+        }
+    }
+
+    /// Sends a request to the agent in the builder.
+    async fn call_agent(
+        &self,
+        path: &str,
+        method: Method,
+        body: Option<worker::wasm_bindgen::JsValue>,
+        content_type: &str,
+    ) -> ApiResult<Response> {
+        let (runtime, container, secret) = self.agent().await?;
+        let headers = Headers::new();
+        headers.set("content-type", content_type)?;
+        let mut init = RequestInit::new();
+        init.with_method(method)
+            .with_headers(headers)
+            .with_body(body);
+        let req = Request::new_with_init(&format!("http://agent{path}"), &init)?;
+        let resp = runtime
+            .fetch(
+                &container,
+                AGENT_PORT,
+                path,
+                &req,
+                &[(AGENT_TOKEN_HEADER, &secret)],
+            )
+            .await
+            .map_err(|e| ApiError::unavailable(e.message))?;
+        if resp.status_code() >= 300 {
+            let mut resp = resp;
+            let text = resp.text().await.unwrap_or_default();
+            return Err(ApiError::unavailable(format!(
+                "the builder's agent answered {} to {path}: {text}",
+                resp.status_code()
+            )));
+        }
+        Ok(resp)
+    }
+
+    async fn start(&self, s: StartBuilder) -> ApiResult<()> {
+        let mut h = self.held().await?;
+        let runtime = self.runtime()?;
+        if h.attempt == s.attempt && h.container.is_some() {
+            return Ok(());
+        }
+        if let Some(old) = h.container.take() {
+            runtime
+                .destroy(&old)
+                .await
+                .map_err(|e| ApiError::unavailable(e.message))?;
+        }
+        let secret = hex::encode(random::<32>()?);
+        let mut env = BTreeMap::new();
+        env.insert(ENV_AGENT_SECRET.to_owned(), secret.clone());
+        env.insert(ENV_SESSION_ID.to_owned(), s.build_id.clone());
+        let spec = StartSpec {
+            session_id: s.build_id.clone(),
+            generation: u64::from(s.attempt),
+            image: s.image,
+            limits: s.limits,
+            env,
+        };
+        let container = runtime
+            .start(&spec)
+            .await
+            .map_err(|e| ApiError::unavailable(e.message))?;
+        h = Held {
+            container: Some(container.clone()),
+            secret: Some(secret.clone()),
+            attempt: s.attempt,
+        };
+        self.save(&h).await?;
+        wait_healthy(&runtime, &container, &secret, START_TIMEOUT_MS, false)
+            .await
+            .map_err(ApiError::unavailable)?;
+        Ok(())
+    }
+
+    async fn bundle(&self, p: PushBundle) -> ApiResult<()> {
+        let object = self
+            .env
+            .bucket(BUCKET)?
+            .get(&p.key)
+            .execute()
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("bundle {} is missing from R2", p.key)))?;
+        let bytes = object
+            .body()
+            .ok_or_else(|| ApiError::internal("bundle without a body"))?
+            .bytes()
+            .await?;
+        let body = js_sys::Uint8Array::from(bytes.as_slice());
+        self.call_agent(
+            "/build/bundle",
+            Method::Post,
+            Some(body.into()),
+            "application/gzip",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn run(&self, r: RunSetup) -> ApiResult<SetupOutcome> {
+        let body = serde_json::to_string(&serde_json::json!({
+            "packages": r.packages,
+            "commands": r.commands,
+        }))?;
+        let mut resp = self
+            .call_agent(
+                "/build/run",
+                Method::Post,
+                Some(body.into()),
+                "application/json",
+            )
+            .await?;
+        let out: AgentRun = resp.json().await?;
+        self.env
+            .bucket(BUCKET)?
+            .put(&r.log_key, out.log.clone().into_bytes())
+            .execute()
+            .await?;
+        let lines: Vec<&str> = out.log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        Ok(SetupOutcome {
+            exit_code: out.exit_code,
+            failed_command: out.failed_command,
+            log_tail: tail,
+        })
+    }
+
+    async fn capture(&self, c: CaptureLayer) -> ApiResult<Stored> {
+        let mut resp = self
+            .call_agent("/build/capture", Method::Post, None, "application/json")
+            .await?;
+        let bucket = self.env.bucket(BUCKET)?;
+        let (digest, size) = objects::put_stream(&bucket, &c.key, resp.stream()?, MAX_LAYER_BYTES)
+            .await
+            .map_err(|e| match e {
+                objects::PutError::TooLarge => {
+                    ApiError::internal(format!("the layer exceeds {MAX_LAYER_BYTES} bytes"))
+                }
+                objects::PutError::Read(r) => {
+                    ApiError::unavailable(format!("reading the layer failed: {r}"))
+                }
+                objects::PutError::Store(e) => e,
+            })?;
+        Ok(Stored { digest, size })
+    }
+
+    async fn destroy(&self) -> ApiResult<()> {
+        let mut h = self.held().await?;
+        if let Some(c) = h.container.take() {
+            self.runtime()?
+                .destroy(&c)
+                .await
+                .map_err(|e| ApiError::unavailable(e.message))?;
+        }
+        h.secret = None;
+        self.save(&h).await
+    }
+
+    async fn route(&self, mut req: Request) -> ApiResult<Response> {
+        let path = req.path();
+        let ok = |v: &serde_json::Value| -> ApiResult<Response> { Ok(Response::from_json(v)?) };
+        match path.as_str() {
+            "/start" => {
+                self.start(req.json().await?).await?;
+                ok(&serde_json::json!({}))
+            }
+            "/bundle" => {
+                self.bundle(req.json().await?).await?;
+                ok(&serde_json::json!({}))
+            }
+            "/run" => Ok(Response::from_json(&self.run(req.json().await?).await?)?),
+            "/capture" => Ok(Response::from_json(
+                &self.capture(req.json().await?).await?,
+            )?),
+            "/destroy" => {
+                self.destroy().await?;
+                ok(&serde_json::json!({}))
+            }
+            other => Err(ApiError::internal(format!("BuildRunner has no {other}"))),
+        }
+    }
+}
+
+impl DurableObject for BuildRunner {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        match self.route(req).await {
+            Ok(resp) => Ok(resp),
+            Err(err) => {
+                worker::console_error!(
+                    "BuildRunner: {}",
+                    err.internal.as_deref().unwrap_or(&err.message)
+                );
+                let status = err.status;
+                Ok(Response::from_json(&err.envelope(""))?.with_status(status))
+            }
+        }
+    }
+}
+
+/// Calls the build's runner at `path` with `body`; errors come back as [`ApiError`]s.
+pub async fn call<B: Serialize, T: serde::de::DeserializeOwned>(
+    env: &Env,
+    build_id: &str,
+    path: &str,
+    body: &B,
+) -> ApiResult<T> {
+    let stub = env
+        .durable_object(BUILDERS)
+        .and_then(|ns| ns.get_by_name(build_id))
+        .map_err(|e| ApiError::unavailable(format!("Durable Object binding `{BUILDERS}`: {e}")))?;
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(serde_json::to_string(body)?.into()));
+    let req = Request::new_with_init(&format!("https://build-runner{path}"), &init)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    if resp.status_code() == 200 {
+        return Ok(resp.json().await?);
+    }
+    let status = resp.status_code();
+    match resp.json::<burstflare_api::ErrorEnvelope>().await {
+        Ok(env) => Err(ApiError::new(status, env.error.code, env.error.message)),
+        Err(e) => Err(ApiError::internal(format!(
+            "BuildRunner answered {status}: {e}"
+        ))),
+    }
+}
