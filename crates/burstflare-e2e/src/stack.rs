@@ -325,26 +325,34 @@ impl Stack {
     }
 
     /// Runs `wrangler d1 <args> DB --local` on this stack's state; returns stdout.
+    /// Runs `wrangler d1 …` against the stack's local database. The Worker
+    /// writes to the same SQLite file, so a busy database is retried.
     fn d1(&self, args: &[&str], extra: &[&str]) -> Result<String> {
-        let out = self
-            .tools
-            .wrangler()
-            .arg("d1")
-            .args(args)
-            .args(["DB", "--local", "--config"])
-            .arg(&self.config)
-            .arg("--persist-to")
-            .arg(self.persist_dir())
-            .args(extra)
-            .output()?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            bail!(
-                "wrangler d1 {args:?} {extra:?} failed: {stdout}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let out = self
+                .tools
+                .wrangler()
+                .arg("d1")
+                .args(args)
+                .args(["DB", "--local", "--config"])
+                .arg(&self.config)
+                .arg("--persist-to")
+                .arg(self.persist_dir())
+                .args(extra)
+                .output()?;
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() {
+                return Ok(stdout);
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let busy = stdout.contains("SQLITE_BUSY") || stderr.contains("SQLITE_BUSY");
+            if !busy || tries >= 10 {
+                bail!("wrangler d1 {args:?} {extra:?} failed: {stdout}{stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(200 * tries));
         }
-        Ok(stdout)
     }
 
     /// `wrangler d1 migrations apply DB --local` against this stack's state.
