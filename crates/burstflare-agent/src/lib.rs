@@ -57,6 +57,7 @@ pub mod build;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod layer;
 pub mod procs;
 pub mod server;
 pub mod session_env;

@@ -19,6 +19,24 @@ fn main() -> ExitCode {
         )
         .init();
 
+    // `burstflare-agent base-manifest <root> <out>`: run once at image build.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("base-manifest") {
+        let (Some(root), Some(out)) = (args.get(2), args.get(3)) else {
+            eprintln!("usage: burstflare-agent base-manifest <root> <out-file>");
+            return ExitCode::from(2);
+        };
+        return match burstflare_agent::layer::write_base_manifest(
+            std::path::Path::new(root),
+            std::path::Path::new(out),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

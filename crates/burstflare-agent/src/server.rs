@@ -88,6 +88,7 @@ pub fn router(state: AppState, secret: Secret) -> Router {
             post(build_bundle).layer(DefaultBodyLimit::max(MAX_BUNDLE)),
         )
         .route("/build/run", post(build_run))
+        .route("/build/capture", post(build_capture))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -118,6 +119,57 @@ async fn build_run(
         .await
         .map(Json)
         .map_err(|e| ApiError::internal(format!("cannot run the setup: {e}")))
+}
+
+/// `POST /build/capture`: the layer of everything changed since the image
+/// was built (against its base manifest), as tar+zstd, with its SHA-256 and
+/// size in `x-layer-sha256` and `x-layer-size`.
+async fn build_capture() -> Result<Response, ApiError> {
+    let out = std::env::temp_dir().join("burstflare-layer.tar.zst");
+    let path = out.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        let base = crate::layer::read_manifest_file(std::path::Path::new(
+            crate::layer::DEFAULT_BASE_MANIFEST,
+        ))?;
+        let file = std::fs::File::create(&path).map_err(|e| crate::layer::LayerError::Io {
+            path: path.clone(),
+            action: "create",
+            source: e,
+        })?;
+        crate::layer::capture(
+            std::path::Path::new("/"),
+            &base,
+            &crate::layer::Excludes::production(),
+            std::io::BufWriter::new(file),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("capture stopped: {e}")))?
+    .map_err(|e| ApiError::internal(format!("cannot capture the layer: {e}")))?;
+    let file = tokio::fs::File::open(&out)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read the layer: {e}")))?;
+    // Streamed in chunks: a layer can be far larger than memory should hold.
+    let chunks = futures_util::stream::unfold(Some(file), |file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut file = file?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err::<bytes::Bytes, _>(e), None)),
+        }
+    });
+    let body = axum::body::Body::from_stream(chunks);
+    Response::builder()
+        .header("content-type", "application/zstd")
+        .header("x-layer-sha256", summary.sha256_of_compressed_output)
+        .header("x-layer-size", summary.size_compressed.to_string())
+        .body(body)
+        .map_err(|e| ApiError::internal(format!("response: {e}")))
 }
 
 async fn not_found() -> ApiError {

@@ -58,7 +58,6 @@ pub async fn wait_for(
     .await
 }
 
-#[expect(dead_code, reason = "registered once layer capture lands")]
 pub async fn apt_build_succeeds_with_log_and_layer(stack: &Stack) -> Result<()> {
     let (_, c) = stack.register("builds").await?;
     let (tid, vid) = template_with(&c, "jq-build", JQ_TEMPLATE).await?;
