@@ -89,6 +89,10 @@ pub fn router(state: AppState, secret: Secret) -> Router {
         )
         .route("/build/run", post(build_run))
         .route("/build/capture", post(build_capture))
+        .route(
+            "/layer/apply",
+            post(layer_apply).layer(DefaultBodyLimit::disable()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -170,6 +174,59 @@ async fn build_capture() -> Result<Response, ApiError> {
         .header("x-layer-size", summary.size_compressed.to_string())
         .body(body)
         .map_err(|e| ApiError::internal(format!("response: {e}")))
+}
+
+/// `POST /layer/apply`: a release's layer (tar+zstd), applied over `/`
+/// before the session's start commands run. The body is spooled to a file
+/// (memory stays bounded) and applied with [`crate::layer::apply`], which
+/// refuses anything that would land outside the root.
+async fn layer_apply(body: axum::body::Body) -> Result<Json<crate::layer::ApplySummary>, ApiError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let path = std::env::temp_dir().join("burstflare-apply.tar.zst");
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot spool the layer: {e}")))?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidField,
+                format!("the layer could not be read: {e}"),
+            )
+        })?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot spool the layer: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot spool the layer: {e}")))?;
+    drop(file);
+    let spooled = path.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        let input = std::fs::File::open(&spooled).map_err(|e| crate::layer::LayerError::Io {
+            path: spooled.clone(),
+            action: "open",
+            source: e,
+        })?;
+        crate::layer::apply(
+            std::path::Path::new("/"),
+            std::io::BufReader::new(input),
+            &crate::layer::ApplyLimits::default(),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("applying stopped: {e}")))?;
+    let _ = tokio::fs::remove_file(&path).await;
+    summary.map(Json).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidField,
+            format!("the layer was refused: {e}"),
+        )
+    })
 }
 
 async fn not_found() -> ApiError {

@@ -2,7 +2,7 @@
 //! as a layer.
 
 use burstflare_domain::build::BuildState;
-use burstflare_domain::{BuildId, TemplateId, TemplateVersionId};
+use burstflare_domain::{BuildId, ReleaseId, TemplateId, TemplateVersionId, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -69,4 +69,64 @@ pub struct Build {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BulkRetry {
     pub requeued: Vec<BuildId>,
+}
+
+/// Exactly what sessions of a release boot; never changes once created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseSpec {
+    pub build_id: BuildId,
+    pub version_id: TemplateVersionId,
+    pub base_image: String,
+    pub layer_digest: String,
+    pub layer_size: u64,
+    pub manifest_hash: String,
+    pub start: Vec<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub ports: Vec<burstflare_domain::template::Port>,
+    pub persist: Vec<String>,
+    pub sleep_ttl_secs: u32,
+    pub instance_type: burstflare_domain::InstanceType,
+    pub editor: bool,
+}
+
+/// A release of a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: ReleaseId,
+    pub template_id: TemplateId,
+    pub number: u32,
+    pub spec: ReleaseSpec,
+    /// Whether new sessions of the template boot this release.
+    pub active: bool,
+    pub created_by: UserId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// One change of a template's active release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub release_id: ReleaseId,
+    pub previous_release_id: Option<ReleaseId>,
+    /// `promote` or `rollback`.
+    pub kind: String,
+    pub actor_id: UserId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// `GET /templates/{id}/releases`: releases newest first, and the history of
+/// activations newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Releases {
+    pub active_release_id: Option<ReleaseId>,
+    pub releases: Vec<Release>,
+    pub activations: Vec<Activation>,
+}
+
+/// `POST /templates/{id}/releases`: promote a succeeded build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    pub build_id: BuildId,
 }

@@ -116,6 +116,7 @@ pub enum ErrorCode {
     /// The template has no active release to boot yet.
     NoActiveRelease,
     BuildNotFound,
+    ReleaseNotFound,
     /// The command is not valid in the build's state; `details.state` names it.
     InvalidBuildState,
     /// Something went wrong on our side; quote the request id when reporting it.

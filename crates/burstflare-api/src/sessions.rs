@@ -20,6 +20,21 @@ pub struct RuntimeSpec {
     /// Absolute paths kept across sleep/stop (snapshots come with persistence).
     #[serde(default)]
     pub persisted_paths: Vec<String>,
+    /// The template release the session boots: its layer is applied and its
+    /// start commands run before the session is running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseBoot>,
+}
+
+/// What a session takes from its template's release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseBoot {
+    pub template_id: burstflare_domain::TemplateId,
+    pub release_id: burstflare_domain::ReleaseId,
+    /// The layer's R2 key and SHA-256.
+    pub layer_key: String,
+    pub layer_digest: String,
+    pub start: Vec<String>,
 }
 
 /// `POST /api/v1/sessions`.
@@ -45,6 +60,9 @@ pub struct CreateSessionRequest {
     /// session's workspace); without it, the platform's default environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// Boot this release of the template instead of its active one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<String>,
 }
 
 /// A session as the API shows it.

@@ -15,7 +15,9 @@ use burstflare_domain::SessionCommand;
 use std::sync::Arc;
 
 use burstflare_api::WorkspaceMembership;
-use burstflare_api::builds::{Build, BulkRetry, CreateBuildRequest};
+use burstflare_api::builds::{
+    Build, BulkRetry, CreateBuildRequest, PromoteRequest, Release, Releases,
+};
 use burstflare_api::identity::{
     AcceptInviteRequest, AuditEvent, AuthSession, ChangeRoleRequest, CreateInviteRequest,
     CreateWorkspaceRequest, CreatedInvite, Credentials, DeviceCodeRequest, DeviceCodeResponse,
@@ -828,6 +830,33 @@ impl Client {
         let path = format!(
             "/templates/{}/builds/retry-dead-lettered",
             encode_segment(template_id)
+        );
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn releases(&self, template_id: &str) -> Result<Releases, ClientError> {
+        let path = format!("/templates/{}/releases", encode_segment(template_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn promote(
+        &self,
+        template_id: &str,
+        req: &PromoteRequest,
+    ) -> Result<Release, ClientError> {
+        let path = format!("/templates/{}/releases", encode_segment(template_id));
+        self.call(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn rollback(
+        &self,
+        template_id: &str,
+        release_id: &str,
+    ) -> Result<Release, ClientError> {
+        let path = format!(
+            "/templates/{}/releases/{}/rollback",
+            encode_segment(template_id),
+            encode_segment(release_id)
         );
         self.call::<(), _>(Method::POST, &path, None).await
     }

@@ -58,6 +58,9 @@ enum Command {
     /// Template builds: start, follow, logs, artifacts, retries.
     #[command(subcommand)]
     Build(commands::builds::BuildCmd),
+    /// Releases: promote builds, roll back.
+    #[command(subcommand)]
+    Release(commands::builds::ReleaseCmd),
     /// A workspace's audit log.
     #[command(subcommand)]
     Audit(commands::workspaces::AuditCmd),
@@ -381,6 +384,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(cmd) => commands::workspaces::audit(&app, cmd).await,
         Command::Template(cmd) => commands::templates::template(&app, cmd).await,
         Command::Build(cmd) => commands::builds::build(&app, cmd).await,
+        Command::Release(cmd) => commands::builds::release(&app, cmd).await,
         Command::Config(ConfigCommand::Show(flag)) => {
             let signed_in = app.dir.token_for(&app.api_url)?.is_some();
             let shown = serde_json::json!({

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use burstflare_api::builds::{Build, CreateBuildRequest};
+use burstflare_api::builds::{Build, CreateBuildRequest, PromoteRequest};
 use burstflare_cli::client::Client;
 use burstflare_cli::error::CliError;
 use burstflare_domain::build::BuildState;
@@ -278,6 +278,137 @@ pub async fn build(app: &App, cmd: BuildCmd) -> Result<(), CliError> {
                 r.requeued.len(),
                 t.name
             );
+            Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ReleaseCmd {
+    /// List a template's releases and the history of promotions and rollbacks.
+    List {
+        template: String,
+        #[command(flatten)]
+        ws: WorkspaceFlag,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Promote a succeeded build: new sessions boot it.
+    Promote {
+        template: String,
+        /// The build id (`bld_…`).
+        build: String,
+        #[command(flatten)]
+        ws: WorkspaceFlag,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Make an earlier release active again.
+    Rollback {
+        template: String,
+        /// The release id (`rel_…`) or number.
+        release: String,
+        #[command(flatten)]
+        ws: WorkspaceFlag,
+    },
+}
+
+pub async fn release(app: &App, cmd: ReleaseCmd) -> Result<(), CliError> {
+    let client = app.signed_in()?;
+    match cmd {
+        ReleaseCmd::List { template, ws, json } => {
+            let t = find_template(app, &client, &ws, &template).await?;
+            let r = client
+                .releases(t.id.as_str())
+                .await
+                .map_err(api("could not list releases"))?;
+            if json.json {
+                return print_json(&r);
+            }
+            print_table(
+                &["NUMBER", "ID", "BUILD", "LAYER", "CREATED", ""],
+                &r.releases
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.number.to_string(),
+                            x.id.to_string(),
+                            x.spec.build_id.to_string(),
+                            format!("{} bytes", x.spec.layer_size),
+                            fmt_time(Some(x.created_at)),
+                            if x.active {
+                                "(active)".into()
+                            } else {
+                                String::new()
+                            },
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            for a in &r.activations {
+                println!(
+                    "{}  {} {} (from {}) by {}",
+                    fmt_time(Some(a.created_at)),
+                    a.kind,
+                    a.release_id,
+                    a.previous_release_id
+                        .as_ref()
+                        .map_or("-".to_owned(), |p| p.to_string()),
+                    a.actor_id
+                );
+            }
+            Ok(())
+        }
+        ReleaseCmd::Promote {
+            template,
+            build,
+            ws,
+            json,
+        } => {
+            let t = find_template(app, &client, &ws, &template).await?;
+            let r = client
+                .promote(
+                    t.id.as_str(),
+                    &PromoteRequest {
+                        build_id: build.parse().map_err(|e| CliError::user(format!("{e}")))?,
+                    },
+                )
+                .await
+                .map_err(api(format!("could not promote {build}")))?;
+            if json.json {
+                return print_json(&r);
+            }
+            println!("{}", r.id);
+            eprintln!(
+                "Release {} of {} is active; new sessions boot it.",
+                r.number, t.name
+            );
+            Ok(())
+        }
+        ReleaseCmd::Rollback {
+            template,
+            release,
+            ws,
+        } => {
+            let t = find_template(app, &client, &ws, &template).await?;
+            let id = if release.starts_with("rel_") {
+                release.clone()
+            } else {
+                client
+                    .releases(t.id.as_str())
+                    .await
+                    .map_err(api("could not list releases"))?
+                    .releases
+                    .into_iter()
+                    .find(|r| r.number.to_string() == release)
+                    .map(|r| r.id.to_string())
+                    .ok_or_else(|| CliError::user(format!("{template} has no release {release}")))?
+            };
+            let r = client
+                .rollback(t.id.as_str(), &id)
+                .await
+                .map_err(api(format!("could not roll back to {release}")))?;
+            eprintln!("Rolled back {} to release {}.", t.name, r.number);
             Ok(())
         }
     }

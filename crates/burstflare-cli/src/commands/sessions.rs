@@ -40,6 +40,9 @@ pub enum SessionCmd {
         /// Boot this template's active release (name or id).
         #[arg(long)]
         template: Option<String>,
+        /// Boot this release of the template instead (`rel_…`).
+        #[arg(long, requires = "template")]
+        release: Option<String>,
         #[command(flatten)]
         ws: super::workspaces::WorkspaceFlag,
         #[command(flatten)]
@@ -191,6 +194,7 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
             persist,
             start,
             template,
+            release,
             ws,
             json,
         } => {
@@ -215,6 +219,7 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
                     persisted_paths: (!persist.is_empty()).then_some(persist),
                     start,
                     template,
+                    release_id: release,
                 })
                 .await
                 .map_err(api(format!("could not create session {name:?}")))?;

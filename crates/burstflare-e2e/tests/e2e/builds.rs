@@ -5,11 +5,15 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use burstflare_api::builds::{Build, CreateBuildRequest};
+use burstflare_api::builds::{Build, CreateBuildRequest, PromoteRequest};
+use burstflare_api::sessions::Session;
 use burstflare_api::templates::{CreateTemplateRequest, CreateVersionRequest};
 use burstflare_cli::client::Client;
+use burstflare_domain::SessionState;
 use burstflare_domain::build::{BuildState, MAX_ATTEMPTS};
 use burstflare_e2e::Stack;
+use burstflare_e2e::stack::unique;
+use burstflare_e2e::user::{User, ok, run, text};
 
 use crate::support::eventually;
 
@@ -21,7 +25,7 @@ setup = [
   "echo 1.6-burstflare > /opt/tool/VERSION",
   "echo ran >> /opt/tool/setup-runs",
 ]
-start = ["echo started"]
+start = ["echo started >> /opt/tool/start-runs"]
 "#;
 
 /// A template with one version of `manifest`; returns (template id, version id).
@@ -58,20 +62,23 @@ pub async fn wait_for(
     .await
 }
 
-pub async fn apt_build_succeeds_with_log_and_layer(stack: &Stack) -> Result<()> {
-    let (_, c) = stack.register("builds").await?;
-    let (tid, vid) = template_with(&c, "jq-build", JQ_TEMPLATE).await?;
-    let b = c
-        .start_build(
-            &tid,
-            &CreateBuildRequest {
-                version_id: vid.parse()?,
+/// Builds `manifest` as a new version of template `tid`; the finished build.
+async fn build_version(c: &Client, tid: &str, manifest: &str) -> Result<Build> {
+    let v = c
+        .create_version(
+            tid,
+            &CreateVersionRequest {
+                manifest: Some(manifest.into()),
+                devcontainer: None,
             },
         )
         .await?;
+    let b = c
+        .start_build(tid, &CreateBuildRequest { version_id: v.id })
+        .await?;
     ensure!(b.state == BuildState::Queued && b.attempts == 0, "{b:?}");
     let done = wait_for(
-        &c,
+        c,
         b.id.as_str(),
         &[
             BuildState::Succeeded,
@@ -84,12 +91,64 @@ pub async fn apt_build_succeeds_with_log_and_layer(stack: &Stack) -> Result<()> 
     .await?;
     let log = c.build_logs(b.id.as_str()).await?;
     ensure!(done.state == BuildState::Succeeded, "{done:?}\n{log}");
+    Ok(done)
+}
+
+/// Runs `cmd` over SSH in session `name` as `u`; its stdout.
+async fn ssh(u: &User, name: &str, cmd: &str) -> Result<String> {
+    let key = u.key();
+    let out = ok(run(u.cli(&[
+        "ssh",
+        name,
+        "-i",
+        &key.to_string_lossy(),
+        "-o",
+        "BatchMode=yes",
+        "--",
+        cmd,
+    ]))
+    .await?)?;
+    Ok(text(&out.stdout).trim().to_owned())
+}
+
+/// Creates and starts a session of the template `template` with the CLI.
+async fn session_of(u: &User, template: &str) -> Result<String> {
+    let name = format!("tpl-{}", unique().replace('-', ""));
+    let out = ok(run(u.cli(&[
+        "session",
+        "create",
+        &name,
+        "--template",
+        template,
+        "--start",
+        "--json",
+    ]))
+    .await?)?;
+    let s: Session = serde_json::from_slice(&out.stdout)?;
+    ensure!(s.state == SessionState::Running, "{s:?}");
+    ensure!(s.spec.release.is_some(), "{s:?}");
+    Ok(name)
+}
+
+pub async fn apt_build_promote_boot_and_rollback(stack: &Stack) -> Result<()> {
+    let u = User::new(stack, "builds").await?;
+    u.add_key().await?;
+    let c = &u.client;
+    let t = c
+        .create_template(&CreateTemplateRequest {
+            name: "jq-build".into(),
+            ..Default::default()
+        })
+        .await?;
+    let tid = t.id.to_string();
+    let first = build_version(c, &tid, JQ_TEMPLATE).await?;
+    let log = c.build_logs(first.id.as_str()).await?;
     ensure!(
         log.contains("$ apt-get install") && log.contains("Setting up jq"),
         "{log}"
     );
     ensure!(log.contains("$ echo ran >> /opt/tool/setup-runs"), "{log}");
-    let artifact = done.artifact.clone().context("artifact")?;
+    let artifact = first.artifact.clone().context("artifact")?;
     ensure!(
         artifact.layer_digest.len() == 64 && artifact.layer_size > 0,
         "{artifact:?}"
@@ -106,13 +165,102 @@ pub async fn apt_build_succeeds_with_log_and_layer(stack: &Stack) -> Result<()> 
     let keys = stack.r2_keys(&format!("templates/{tid}/"))?;
     ensure!(
         keys.iter()
-            .any(|k| k.ends_with(&format!("layers/{}.tar.zst", b.id))),
+            .any(|k| k.ends_with(&format!("layers/{}.tar.zst", first.id))),
         "{keys:?}"
     );
     ensure!(
-        done.history.len() == 1 && done.history[0].outcome.as_deref() == Some("succeeded"),
-        "{done:?}"
+        first.history.len() == 1 && first.history[0].outcome.as_deref() == Some("succeeded"),
+        "{first:?}"
     );
+
+    // Promote; a new session boots the layer without running the setup again.
+    let r1 = c
+        .promote(
+            &tid,
+            &PromoteRequest {
+                build_id: first.id.clone(),
+            },
+        )
+        .await?;
+    ensure!(
+        r1.number == 1 && r1.active && r1.spec.layer_digest == artifact.layer_digest,
+        "{r1:?}"
+    );
+    let s1 = session_of(&u, "jq-build").await?;
+    ensure!(ssh(&u, &s1, "jq --version").await?.starts_with("jq-1."));
+    ensure!(ssh(&u, &s1, "cat /opt/tool/VERSION").await? == "1.6-burstflare");
+    ensure!(
+        ssh(&u, &s1, "wc -l < /opt/tool/setup-runs").await? == "1",
+        "the setup ran once, at build time"
+    );
+    ensure!(
+        ssh(&u, &s1, "wc -l < /opt/tool/start-runs").await? == "1",
+        "the start command ran at boot"
+    );
+
+    // A second version, built and promoted with the CLI; then a rollback.
+    let second = build_version(
+        c,
+        &tid,
+        &JQ_TEMPLATE.replace("1.6-burstflare", "2.0-burstflare"),
+    )
+    .await?;
+    ok(run(u.cli(&["release", "promote", "jq-build", second.id.as_str()])).await?)?;
+    let s2 = session_of(&u, "jq-build").await?;
+    ensure!(ssh(&u, &s2, "cat /opt/tool/VERSION").await? == "2.0-burstflare");
+    ok(run(u.cli(&["release", "rollback", "jq-build", "1"])).await?)?;
+    let s3 = session_of(&u, "jq-build").await?;
+    ensure!(
+        ssh(&u, &s3, "cat /opt/tool/VERSION").await? == "1.6-burstflare",
+        "rollback boots release 1"
+    );
+    let history = c.releases(&tid).await?;
+    ensure!(
+        history.active_release_id.as_ref() == Some(&r1.id),
+        "{history:?}"
+    );
+    let kinds: Vec<&str> = history
+        .activations
+        .iter()
+        .map(|a| a.kind.as_str())
+        .collect();
+    ensure!(kinds == ["rollback", "promote", "promote"], "{kinds:?}");
+    ensure!(history.activations[0].previous_release_id.is_some());
+    ensure!(history.activations[0].actor_id.to_string() == u.user_id);
+    // An explicit release boots even when another is active.
+    let r2 = history
+        .releases
+        .iter()
+        .find(|r| r.number == 2)
+        .context("release 2")?;
+    let name = format!("tpl-{}", unique().replace('-', ""));
+    ok(run(u.cli(&[
+        "session",
+        "create",
+        &name,
+        "--template",
+        "jq-build",
+        "--release",
+        r2.id.as_str(),
+        "--start",
+    ]))
+    .await?)?;
+    ensure!(ssh(&u, &name, "cat /opt/tool/VERSION").await? == "2.0-burstflare");
+    // Only succeeded builds are promoted.
+    let err = c
+        .promote(
+            &tid,
+            &PromoteRequest {
+                build_id: "bld_00000000000000000000000000".parse()?,
+            },
+        )
+        .await
+        .err()
+        .context("unknown build")?;
+    ensure!(err.status() == Some(404), "{err}");
+    for s in [s1, s2, s3, name] {
+        ok(run(u.cli(&["session", "delete", &s])).await?)?;
+    }
     Ok(())
 }
 

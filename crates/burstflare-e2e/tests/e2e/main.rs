@@ -68,7 +68,7 @@ fn main() {
         identity::cli_login_logout_and_sessions,
         identity::workspaces_roles_invites_and_rules,
         templates::templates_versions_bundles_and_lifecycle,
-        builds::apt_build_succeeds_with_log_and_layer,
+        builds::apt_build_promote_boot_and_rollback,
         builds::failing_setup_retries_dead_letters_and_bulk_retries,
         identity::route_table_membership_handlers_and_audit,
         platform::wrangler_deploy_dry_run_staging_and_production,

@@ -535,7 +535,114 @@ impl SessionCoordinator {
         l.private.container = Some(container.clone());
         l.private.agent_secret = Some(secret.clone());
         self.save(l, None).map_err(|e| e.message)?;
-        crate::runtime::wait_healthy(&runtime, &container, &secret, START_TIMEOUT_MS, true).await
+        let health =
+            crate::runtime::wait_healthy(&runtime, &container, &secret, START_TIMEOUT_MS, true)
+                .await?;
+        if let Some(release) = &l.rec.spec.release {
+            self.prepare_release(&runtime, &container, &secret, release)
+                .await?;
+        }
+        Ok(health)
+    }
+
+    /// Applies the release's layer (streamed from R2 to the agent) and runs
+    /// its start commands; the error is the reason shown to users.
+    async fn prepare_release(
+        &self,
+        runtime: &Runtime,
+        container: &str,
+        secret: &str,
+        release: &burstflare_api::sessions::ReleaseBoot,
+    ) -> Result<(), String> {
+        let object = self
+            .env
+            .bucket(crate::platform::BUCKET)
+            .map_err(|e| e.to_string())?
+            .get(&release.layer_key)
+            .execute()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the release's layer {} is missing", release.layer_key))?;
+        let body = object
+            .body()
+            .ok_or_else(|| "the release's layer is empty".to_owned())?
+            .stream()
+            .map_err(|e| e.to_string())?;
+        // A Response turns the R2 stream into a JS body the request can carry.
+        let carrier = Response::from_stream(body).map_err(|e| e.to_string())?;
+        let agent_call =
+            |path: &str, method: Method, body: Option<wasm_bindgen::JsValue>, ct: &str| {
+                let headers = Headers::new();
+                let _ = headers.set("content-type", ct);
+                let mut init = RequestInit::new();
+                init.with_method(method)
+                    .with_headers(headers)
+                    .with_body(body);
+                Request::new_with_init(&format!("http://agent{path}"), &init)
+                    .map_err(|e| e.to_string())
+            };
+        let apply = agent_call(
+            "/layer/apply",
+            Method::Post,
+            worker::web_sys::Response::from(carrier)
+                .body()
+                .map(Into::into),
+            "application/zstd",
+        )?;
+        let mut resp = runtime
+            .fetch(
+                container,
+                AGENT_PORT,
+                "/layer/apply",
+                &apply,
+                &[(AGENT_TOKEN_HEADER, secret)],
+            )
+            .await
+            .map_err(|e| e.message)?;
+        if resp.status_code() != 200 {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!("the release's layer could not be applied: {text}"));
+        }
+        if release.start.is_empty() {
+            return Ok(());
+        }
+        let run = agent_call(
+            "/build/run",
+            Method::Post,
+            Some(
+                serde_json::to_string(&json!({ "commands": release.start }))
+                    .map_err(|e| e.to_string())?
+                    .into(),
+            ),
+            "application/json",
+        )?;
+        let mut resp = runtime
+            .fetch(
+                container,
+                AGENT_PORT,
+                "/build/run",
+                &run,
+                &[(AGENT_TOKEN_HEADER, secret)],
+            )
+            .await
+            .map_err(|e| e.message)?;
+        #[derive(Deserialize)]
+        struct Outcome {
+            exit_code: i32,
+            failed_command: Option<String>,
+            log: String,
+        }
+        let out: Outcome = resp.json().await.map_err(|e| e.to_string())?;
+        if out.exit_code != 0 {
+            let lines: Vec<&str> = out.log.lines().collect();
+            return Err(format!(
+                "start command `{}` exited with {}: {}",
+                out.failed_command.unwrap_or_default(),
+                out.exit_code,
+                lines[lines.len().saturating_sub(5)..].join(" | ")
+            ));
+        }
+        Ok(())
     }
 
     async fn schedule_monitor(&self) {

@@ -10,7 +10,7 @@
 
 mod context;
 
-use burstflare_api::builds::CreateBuildRequest;
+use burstflare_api::builds::{CreateBuildRequest, PromoteRequest};
 use burstflare_api::identity::{
     AcceptInviteRequest, ChangeRoleRequest, CreateInviteRequest, CreateWorkspaceRequest,
     DeviceCodeRequest, DeviceTokenRequest, Empty, PasskeyLoginOptionsRequest, PasskeyLoginRequest,
@@ -40,8 +40,8 @@ use crate::http::{
 };
 use crate::services::workspaces::{self, Membership};
 use crate::services::{
-    accounts, audit, builds, device, diagnostics, health, passkeys, recovery, sessions, signin,
-    ssh_keys, templates, tokens,
+    accounts, audit, builds, device, diagnostics, health, passkeys, recovery, releases, sessions,
+    signin, ssh_keys, templates, tokens,
 };
 use crate::store::templates::TemplateRow;
 
@@ -354,6 +354,14 @@ async fn template(
     match spec.action {
         "template.get" => ok(&templates::get(&row, &m)?),
         "build.list" => ok(&builds::list(ctx, &row, &m).await?),
+        "release.list" => ok(&releases::list(ctx, &row, &m).await?),
+        "release.promote" => {
+            let b: PromoteRequest = body(&mut req).await?;
+            created(&releases::promote(ctx, caller, &row, &m, b).await?)
+        }
+        "release.rollback" => {
+            ok(&releases::rollback(ctx, caller, &row, &m, p.get("release_id")?).await?)
+        }
         "build.start" => {
             let b: CreateBuildRequest = body(&mut req).await?;
             created(&builds::create(ctx, caller, &row, &m, b).await?)

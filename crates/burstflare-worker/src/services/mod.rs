@@ -12,6 +12,7 @@ pub mod passkeys;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod recovery;
+pub mod releases;
 pub mod sessions;
 pub mod signin;
 pub mod ssh_keys;

@@ -40,9 +40,17 @@ const MAX_ENV_VALUE: usize = 4096;
 pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> ApiResult<Session> {
     let name = SessionName::parse(&req.name)?;
     let workspace = writable_workspace(ctx, caller, req.workspace_id.as_ref()).await?;
-    if let Some(t) = &req.template {
-        super::templates::bootable(ctx, workspace.id(), t).await?;
-    }
+    let release = match &req.template {
+        Some(t) => {
+            let row = super::templates::bootable(ctx, workspace.id(), t, req.release_id.is_some())
+                .await?;
+            Some(super::releases::boot(ctx, &row, req.release_id.as_deref()).await?)
+        }
+        None if req.release_id.is_some() => {
+            return Err(FieldError::new("release_id", "a release needs its `template`").into());
+        }
+        None => None,
+    };
     if req.env.len() > MAX_ENV_VARS {
         return Err(FieldError::new("env", format!("at most {MAX_ENV_VARS} variables")).into());
     }
@@ -64,10 +72,18 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> Ap
             .into());
         }
     }
-    let persisted = validate_persisted_paths(
-        &req.persisted_paths
-            .unwrap_or_else(|| vec!["/home/dev".into()]),
-    )?;
+    let persisted = validate_persisted_paths(&req.persisted_paths.unwrap_or_else(|| {
+        release.as_ref().map_or_else(
+            || vec!["/home/dev".into()],
+            |(spec, _)| spec.persist.clone(),
+        )
+    }))?;
+    // A release's environment, under the caller's own variables.
+    let mut env = release
+        .as_ref()
+        .map(|(spec, _)| spec.env.clone())
+        .unwrap_or_default();
+    env.extend(req.env);
     let id = new_id(SessionId::from_random)?;
     ctx.note_target("session", id.as_str());
     let rec = SessionRecord {
@@ -84,12 +100,20 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> Ap
         generation: 0,
         failure_reason: None,
         spec: RuntimeSpec {
-            image: var(&ctx.env, "RUNTIME_IMAGE", DEFAULT_IMAGE),
-            instance_type: req
-                .instance_type
-                .unwrap_or(workspace.settings().default_instance_type),
-            env: req.env,
+            image: release.as_ref().map_or_else(
+                || var(&ctx.env, "RUNTIME_IMAGE", DEFAULT_IMAGE),
+                |(spec, _)| spec.base_image.clone(),
+            ),
+            instance_type: req.instance_type.unwrap_or_else(|| {
+                release
+                    .as_ref()
+                    .map_or(workspace.settings().default_instance_type, |(spec, _)| {
+                        spec.instance_type
+                    })
+            }),
+            env,
             persisted_paths: persisted,
+            release: release.map(|(_, boot)| boot),
         },
         host_keys: Vec::new(),
         created_at: ctx.now,

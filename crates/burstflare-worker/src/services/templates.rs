@@ -526,7 +526,12 @@ pub async fn download_bundle(
 
 /// The template a new session in `workspace_id` boots (by id or name):
 /// 404 when there is none, 409 when it is archived or has no release yet.
-pub async fn bootable(ctx: &Ctx, workspace_id: &str, reference: &str) -> ApiResult<TemplateRow> {
+pub async fn bootable(
+    ctx: &Ctx,
+    workspace_id: &str,
+    reference: &str,
+    explicit_release: bool,
+) -> ApiResult<TemplateRow> {
     let row = match reference.parse::<TemplateId>() {
         Ok(id) => store::find(&ctx.env, id.as_str())
             .await?
@@ -545,7 +550,7 @@ pub async fn bootable(ctx: &Ctx, workspace_id: &str, reference: &str) -> ApiResu
         )
         .with_details(json!({ "template_id": row.id })));
     }
-    if row.active_release_id.is_none() {
+    if row.active_release_id.is_none() && !explicit_release {
         return Err(ApiError::new(
             409,
             ErrorCode::NoActiveRelease,

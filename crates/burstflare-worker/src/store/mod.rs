@@ -12,6 +12,7 @@ pub mod passkeys;
 pub mod probes;
 pub mod reconcile;
 pub mod recovery;
+pub mod releases;
 pub mod sessions;
 pub mod ssh_keys;
 pub mod templates;
