@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use crate::build::{self, Wasm};
 use crate::{proc, test, tools};
 
-pub const BENCHMARKS: &[&str] = &["session-start", "ssh-throughput"];
+pub const BENCHMARKS: &[&str] = &["session-start", "ssh-throughput", "prebuild"];
 
 pub fn run(name: &str, runs: u32, mb: u32) -> Result<()> {
     if !BENCHMARKS.contains(&name) {

@@ -11,6 +11,10 @@
 //!   through BurstFlare (CLI stdio proxy → Worker → Durable Object → runner →
 //!   agent → sshd) against `scp` straight to the container's published sshd
 //!   port; and the ratio.
+//! * `prebuild [--runs N]`: session-ready time (API create+start until
+//!   `jq --version` answers over SSH) for a template whose apt packages and
+//!   setup were built once into a layer, against the same work done by start
+//!   commands at every boot; p50/p95 of each and the ratio.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -273,6 +277,145 @@ async fn ssh_throughput(stack: &Stack, mb: usize) -> Result<()> {
     Ok(())
 }
 
+const PREBUILD_SETUP: [&str; 3] = [
+    "mkdir -p /opt/tool",
+    "echo 1.6-burstflare > /opt/tool/VERSION",
+    "echo ran >> /opt/tool/setup-runs",
+];
+
+/// A template named `name` whose only version is `manifest`, built and promoted.
+async fn released_template(u: &User, name: &str, manifest: &str) -> Result<()> {
+    use burstflare_api::builds::{CreateBuildRequest, PromoteRequest};
+    use burstflare_api::templates::{CreateTemplateRequest, CreateVersionRequest};
+    use burstflare_domain::build::BuildState;
+    let t = u
+        .client
+        .create_template(&CreateTemplateRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await?;
+    let v = u
+        .client
+        .create_version(
+            t.id.as_str(),
+            &CreateVersionRequest {
+                manifest: Some(manifest.into()),
+                devcontainer: None,
+            },
+        )
+        .await?;
+    let b = u
+        .client
+        .start_build(t.id.as_str(), &CreateBuildRequest { version_id: v.id })
+        .await?;
+    let started = Instant::now();
+    let done = loop {
+        let b = u.client.build(b.id.as_str()).await?;
+        if b.state.is_terminal() {
+            break b;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "build {} is stuck",
+            b.id
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    ensure!(
+        done.state == BuildState::Succeeded,
+        "build failed: {:?}",
+        done.last_error
+    );
+    println!(
+        "built {name} in {:.1}s (layer {} bytes)",
+        started.elapsed().as_secs_f64(),
+        done.artifact.as_ref().map_or(0, |a| a.layer_size)
+    );
+    u.client
+        .promote(t.id.as_str(), &PromoteRequest { build_id: done.id })
+        .await?;
+    Ok(())
+}
+
+async fn prebuild(stack: &Stack, runs: usize) -> Result<()> {
+    let u = User::new(stack, "bench").await?;
+    u.add_key().await?;
+    let key = u.key().display().to_string();
+    let quote = |cmds: &[String]| {
+        cmds.iter()
+            .map(|c| format!("{c:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let setup: Vec<String> = PREBUILD_SETUP.iter().map(|s| (*s).to_owned()).collect();
+    let prebuilt = format!(
+        "base = \"runtime\"\npackages = [\"jq\"]\nsetup = [{}]\n",
+        quote(&setup)
+    );
+    let mut at_boot_cmds = vec![
+        "apt-get update".to_owned(),
+        "apt-get install -y --no-install-recommends jq".to_owned(),
+    ];
+    at_boot_cmds.extend(setup);
+    let at_boot = format!("base = \"runtime\"\nstart = [{}]\n", quote(&at_boot_cmds));
+    released_template(&u, "prebuilt", &prebuilt).await?;
+    released_template(&u, "setup-at-boot", &at_boot).await?;
+    let mut results = Vec::new();
+    for template in ["prebuilt", "setup-at-boot"] {
+        let mut times = Vec::new();
+        for i in 0..=runs {
+            let name = format!("pb-{}", unique().replace('-', ""));
+            let t0 = Instant::now();
+            let s = u
+                .client
+                .create_session(&CreateSessionRequest {
+                    name: name.clone(),
+                    start: true,
+                    template: Some(template.into()),
+                    ..Default::default()
+                })
+                .await?;
+            let out = ok(run(u.cli(&[
+                "ssh",
+                &name,
+                "-i",
+                &key,
+                "-o",
+                "BatchMode=yes",
+                "--",
+                "jq",
+                "--version",
+            ]))
+            .await?)?;
+            let elapsed = t0.elapsed().as_secs_f64();
+            ensure!(
+                text(&out.stdout).starts_with("jq-"),
+                "{}",
+                text(&out.stdout)
+            );
+            u.client
+                .session_command(s.id.as_str(), burstflare_domain::SessionCommand::Delete)
+                .await?;
+            // The first run of each warms caches.
+            if i > 0 {
+                times.push(elapsed);
+            }
+        }
+        results.push(summary(
+            &format!("{template}: create+start -> `jq --version`"),
+            times,
+        ));
+    }
+    let ((p50, p95), (b50, b95)) = (results[0], results[1]);
+    println!(
+        "ratio (setup at boot / prebuilt layer): p50 {:.1}x  p95 {:.1}x   (target >= 10x)",
+        b50 / p50,
+        b95 / p95
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str, default: usize| -> Result<usize> {
@@ -285,8 +428,13 @@ fn main() -> Result<()> {
         }
     };
     let which = args.first().cloned().unwrap_or_default();
-    if !matches!(which.as_str(), "session-start" | "ssh-throughput") {
-        bail!("usage: burstflare-bench session-start [--runs N] | ssh-throughput [--mb N]");
+    if !matches!(
+        which.as_str(),
+        "session-start" | "ssh-throughput" | "prebuild"
+    ) {
+        bail!(
+            "usage: burstflare-bench session-start [--runs N] | ssh-throughput [--mb N] | prebuild [--runs N]"
+        );
     }
     let tools = Tools::discover()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -298,6 +446,7 @@ fn main() -> Result<()> {
     let result = runtime.block_on(async {
         match which.as_str() {
             "session-start" => session_start(&stack, flag("--runs", 10)?).await,
+            "prebuild" => prebuild(&stack, flag("--runs", 5)?).await,
             _ => ssh_throughput(&stack, flag("--mb", 100)?).await,
         }
     });

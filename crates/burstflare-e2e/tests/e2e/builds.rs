@@ -11,9 +11,9 @@ use burstflare_api::templates::{CreateTemplateRequest, CreateVersionRequest};
 use burstflare_cli::client::Client;
 use burstflare_domain::SessionState;
 use burstflare_domain::build::{BuildState, MAX_ATTEMPTS};
-use burstflare_e2e::Stack;
 use burstflare_e2e::stack::unique;
 use burstflare_e2e::user::{User, ok, run, text};
+use burstflare_e2e::{Stack, Tools};
 
 use crate::support::eventually;
 
@@ -261,6 +261,95 @@ pub async fn apt_build_promote_boot_and_rollback(stack: &Stack) -> Result<()> {
     for s in [s1, s2, s3, name] {
         ok(run(u.cli(&["session", "delete", &s])).await?)?;
     }
+    // Deleting the template removes its bundles, logs and layers from R2.
+    ensure!(!stack.r2_keys(&format!("templates/{tid}/"))?.is_empty());
+    c.delete_template(&tid).await?;
+    let left = stack.r2_keys(&format!("templates/{tid}/"))?;
+    ensure!(left.is_empty(), "{left:?}");
+    ensure!(
+        c.releases(&tid).await.is_err(),
+        "the releases went with the template"
+    );
+    Ok(())
+}
+
+/// Own stack with a short "stuck" threshold: an attempt that makes no
+/// progress is redispatched by the reconcile sweep (same build, new attempt,
+/// the lost attempt kept in the history), and the stale attempt's remaining
+/// steps change nothing when they finally run.
+pub async fn stuck_builds_are_redispatched(tools: &Tools) -> Result<()> {
+    let tools = tools.clone();
+    let stack = tokio::task::spawn_blocking(move || {
+        Stack::start_with(&tools, true, &[("BUILD_STUCK_BUILDING_SECONDS", "4")])
+    })
+    .await??;
+    let (_, c) = stack.register("stuck").await?;
+    // The first attempt sleeps past the threshold; the marker makes later
+    // attempts quick, so the build finishes.
+    let manifest = "base = \"runtime\"\nsetup = [\"test -e /tmp/never || sleep 12\", \"echo done > /opt/done\"]\n";
+    let (tid, vid) = template_with(&c, "slow-setup", manifest).await?;
+    let b = c
+        .start_build(
+            &tid,
+            &CreateBuildRequest {
+                version_id: vid.parse()?,
+            },
+        )
+        .await?;
+    wait_for(
+        &c,
+        b.id.as_str(),
+        &[BuildState::Building],
+        Duration::from_secs(120),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let resp = stack
+        .http()
+        .get(format!("{}/__scheduled?cron=*/5+*+*+*+*", stack.url))
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "scheduled: {}", resp.status());
+    let again = eventually(
+        Duration::from_secs(60),
+        "the build redispatched",
+        || async {
+            let b = c.build(b.id.as_str()).await?;
+            Ok((b.attempts >= 2).then_some(b))
+        },
+    )
+    .await?;
+    ensure!(
+        again.history.first().and_then(|a| a.outcome.as_deref()) == Some("lost"),
+        "{:?}",
+        again.history
+    );
+    // The redispatched attempt also sleeps (the marker is per container),
+    // so let it run to the end without further sweeps.
+    let done = wait_for(
+        &c,
+        b.id.as_str(),
+        &[
+            BuildState::Succeeded,
+            BuildState::DeadLettered,
+            BuildState::Failed,
+        ],
+        Duration::from_secs(300),
+    )
+    .await?;
+    ensure!(done.state == BuildState::Succeeded, "{done:?}");
+    ensure!(done.attempts == 2, "{done:?}");
+    // The first attempt's workflow finished its steps late: nothing changed.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = c.build(b.id.as_str()).await?;
+    ensure!(
+        after.state == BuildState::Succeeded && after.attempts == 2,
+        "{after:?}"
+    );
+    ensure!(
+        after.artifact == done.artifact,
+        "the artifact is the second attempt's"
+    );
     Ok(())
 }
 

@@ -94,6 +94,9 @@ fn main() {
             "accounts::registration_requires_a_valid_turnstile_token",
             |t| Box::pin(accounts::registration_requires_a_valid_turnstile_token(t)),
         ),
+        ("builds::stuck_builds_are_redispatched", |t| {
+            Box::pin(builds::stuck_builds_are_redispatched(t))
+        }),
         ("identity::expiry_and_rate_limits", |t| {
             Box::pin(identity::expiry_and_rate_limits(t))
         }),

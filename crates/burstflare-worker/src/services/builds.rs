@@ -36,7 +36,7 @@ use crate::durable::build_runner::{
     self, CaptureLayer, PushBundle, RunSetup, SetupOutcome, StartBuilder, Stored,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::platform::{BUCKET, now, var};
+use crate::platform::{BUCKET, now, secs_var, var};
 use crate::queues::{self, BuildMessage};
 use crate::routes::Ctx;
 use crate::store::builds::{self as store, BuildRow, layer_key, log_key};
@@ -500,18 +500,26 @@ pub async fn fail(env: &Env, build_id: &str, attempt: u32, error: &str) -> ApiRe
     Ok(())
 }
 
-/// Builds queued this long without being picked up are redispatched.
-pub const STUCK_QUEUED_MS: i64 = 10 * 60 * 1000;
-/// Attempts building this long are considered lost and redispatched.
-pub const STUCK_BUILDING_MS: i64 = 60 * 60 * 1000;
+/// Builds queued this long without being picked up are redispatched
+/// (`BUILD_STUCK_QUEUED_SECONDS`).
+pub const STUCK_QUEUED_SECS: i64 = 10 * 60;
+/// Attempts building this long are considered lost and redispatched
+/// (`BUILD_STUCK_BUILDING_SECONDS`).
+pub const STUCK_BUILDING_SECS: i64 = 60 * 60;
 
 /// Reconcile: re-queues builds stuck in `queued` or `building` (same build,
 /// new attempt; a lost attempt counts, so a build cannot loop forever).
 pub async fn redispatch_stuck(env: &Env, now_ms: i64) -> ApiResult<usize> {
     let mut n = 0;
     for (state, age) in [
-        (BuildState::Queued, STUCK_QUEUED_MS),
-        (BuildState::Building, STUCK_BUILDING_MS),
+        (
+            BuildState::Queued,
+            secs_var(env, "BUILD_STUCK_QUEUED_SECONDS", STUCK_QUEUED_SECS),
+        ),
+        (
+            BuildState::Building,
+            secs_var(env, "BUILD_STUCK_BUILDING_SECONDS", STUCK_BUILDING_SECS),
+        ),
     ] {
         for row in store::stale(env, &[state], now_ms - age, 50).await? {
             let from = row.progress()?;
