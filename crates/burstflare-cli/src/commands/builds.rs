@@ -19,9 +19,9 @@ pub enum BuildCmd {
     /// Build a template version (the newest by default).
     Start {
         template: String,
-        /// Version number or id.
-        #[arg(long)]
-        version: Option<String>,
+        /// Version number or id [default: the newest].
+        #[arg(long, value_name = "VERSION")]
+        template_version: Option<String>,
         /// Wait for the build to end, printing its log.
         #[arg(long)]
         wait: bool,
@@ -82,8 +82,9 @@ fn show(b: &Build) {
     }
 }
 
-/// Prints the log as it grows until the build ends; the final build.
-async fn follow(client: &Client, id: &str) -> Result<Build, CliError> {
+/// Prints the log as it grows until the build ends (to stderr when the
+/// log is progress rather than the output asked for); the final build.
+async fn follow(client: &Client, id: &str, to_stderr: bool) -> Result<Build, CliError> {
     let mut printed = 0;
     loop {
         let b = client
@@ -95,7 +96,11 @@ async fn follow(client: &Client, id: &str) -> Result<Build, CliError> {
             .await
             .map_err(api("could not read the log"))?;
         if log.len() > printed {
-            print!("{}", &log[printed..]);
+            if to_stderr {
+                eprint!("{}", &log[printed..]);
+            } else {
+                print!("{}", &log[printed..]);
+            }
             printed = log.len();
         }
         if b.state.is_terminal() {
@@ -110,7 +115,7 @@ pub async fn build(app: &App, cmd: BuildCmd) -> Result<(), CliError> {
     match cmd {
         BuildCmd::Start {
             template,
-            version,
+            template_version: version,
             wait,
             ws,
             json,
@@ -143,7 +148,7 @@ pub async fn build(app: &App, cmd: BuildCmd) -> Result<(), CliError> {
                 .await
                 .map_err(api(format!("could not start a build of {template}")))?;
             let b = if wait {
-                follow(&client, b.id.as_str()).await?
+                follow(&client, b.id.as_str(), true).await?
             } else {
                 b
             };
@@ -211,7 +216,7 @@ pub async fn build(app: &App, cmd: BuildCmd) -> Result<(), CliError> {
             Ok(())
         }
         BuildCmd::Logs { id, follow: true } => {
-            follow(&client, &id).await?;
+            follow(&client, &id, false).await?;
             Ok(())
         }
         BuildCmd::Logs { id, follow: false } => {

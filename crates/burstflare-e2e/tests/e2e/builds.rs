@@ -159,7 +159,7 @@ pub async fn apt_build_promote_boot_and_rollback(stack: &Stack) -> Result<()> {
             .iter()
             .map(|s| s.step.as_str())
             .collect::<Vec<_>>()
-            == ["prepare", "setup", "capture"],
+            == ["validate", "prepare", "setup", "capture"],
         "{artifact:?}"
     );
     let keys = stack.r2_keys(&format!("templates/{tid}/"))?;

@@ -436,3 +436,137 @@ pub async fn cli_workspaces_invites_roles_and_audit(stack: &Stack) -> Result<()>
     ensure!(approved.contains("approved"), "{approved}");
     Ok(())
 }
+
+/// `burstflare template …`, `build …`, `release …` and `session create
+/// --template` through the real CLI, with a bundle packed from a directory.
+pub async fn cli_templates_builds_and_releases(stack: &Stack) -> Result<()> {
+    let u = User::new(stack, "cli-tpl").await?;
+    u.add_key().await?;
+    let work = tempfile::tempdir()?;
+    let starter = work.path().join("burstflare.toml");
+    ok(run(u.cli(&["template", "init", "--file", &starter.to_string_lossy()])).await?)?;
+    ensure!(std::fs::read_to_string(&starter)?.contains("base = \"runtime\""));
+    let again = run(u.cli(&["template", "init", "--file", &starter.to_string_lossy()])).await?;
+    ensure!(again.status.code() == Some(1), "init refuses to overwrite");
+    let manifest = work.path().join("manifest.toml");
+    std::fs::write(
+        &manifest,
+        "base = \"runtime\"\nsetup = [\"cp greeting.txt /opt/greeting.txt\"]\n",
+    )?;
+    let bundle = work.path().join("files");
+    std::fs::create_dir_all(&bundle)?;
+    std::fs::write(bundle.join("greeting.txt"), "hello from the bundle\n")?;
+    let json = |o: Output| -> Result<serde_json::Value> { Ok(serde_json::from_slice(&o.stdout)?) };
+    ok(run(u.cli(&[
+        "template",
+        "create",
+        "cli-tpl",
+        "--description",
+        "from the CLI",
+    ]))
+    .await?)?;
+    let v = json(ok(run(u.cli(&[
+        "template",
+        "version",
+        "create",
+        "cli-tpl",
+        "--manifest",
+        &manifest.to_string_lossy(),
+        "--bundle",
+        &bundle.to_string_lossy(),
+        "--json",
+    ]))
+    .await?)?)?;
+    ensure!(
+        v["number"] == 1
+            && v["bundle"]["digest"]
+                .as_str()
+                .is_some_and(|d| d.len() == 64),
+        "{v}"
+    );
+    let listed = text(&ok(run(u.cli(&["template", "version", "list", "cli-tpl"])).await?)?.stdout);
+    ensure!(
+        listed.contains("manifest") && listed.contains("bytes"),
+        "{listed}"
+    );
+    let b = json(ok(run(
+        u.cli(&["build", "start", "cli-tpl", "--wait", "--json"])
+    )
+    .await?)?)?;
+    ensure!(b["state"] == "succeeded", "{b}");
+    let id = b["id"].as_str().context("build id")?.to_owned();
+    let logs = text(&ok(run(u.cli(&["build", "logs", &id])).await?)?.stdout);
+    ensure!(
+        logs.contains("$ cp greeting.txt /opt/greeting.txt"),
+        "{logs}"
+    );
+    let artifact = json(ok(run(u.cli(&["build", "artifact", &id, "--json"])).await?)?)?;
+    ensure!(
+        artifact["layer_digest"]
+            .as_str()
+            .is_some_and(|d| d.len() == 64),
+        "{artifact}"
+    );
+    ensure!(
+        artifact["bundle_digest"] == v["bundle"]["digest"],
+        "{artifact}"
+    );
+    let builds = text(&ok(run(u.cli(&["build", "list", "cli-tpl"])).await?)?.stdout);
+    ensure!(
+        builds.contains(&id) && builds.contains("succeeded"),
+        "{builds}"
+    );
+    ok(run(u.cli(&["release", "promote", "cli-tpl", &id])).await?)?;
+    let releases = json(ok(
+        run(u.cli(&["release", "list", "cli-tpl", "--json"])).await?
+    )?)?;
+    ensure!(releases["releases"][0]["active"] == true, "{releases}");
+    let name = format!("cli-tpl-{}", unique().replace('-', ""));
+    ok(run(u.cli(&[
+        "session",
+        "create",
+        &name,
+        "--template",
+        "cli-tpl",
+        "--start",
+    ]))
+    .await?)?;
+    let key = u.key();
+    let out = ok(run(u.cli(&[
+        "ssh",
+        &name,
+        "-i",
+        &key.to_string_lossy(),
+        "-o",
+        "BatchMode=yes",
+        "--",
+        "cat",
+        "/opt/greeting.txt",
+    ]))
+    .await?)?;
+    ensure!(
+        text(&out.stdout) == "hello from the bundle\n",
+        "{}",
+        text(&out.stdout)
+    );
+    // Archived: no new sessions (the running one keeps running); restored: fine.
+    ok(run(u.cli(&["template", "archive", "cli-tpl"])).await?)?;
+    let refused = run(u.cli(&["session", "create", "nope", "--template", "cli-tpl"])).await?;
+    ensure!(
+        refused.status.code() == Some(1) && text(&refused.stderr).contains("archived"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let running = ok(run(u.cli(&["session", "get", &name, "--json"])).await?)?;
+    ensure!(
+        text(&running.stdout).contains("\"running\""),
+        "{}",
+        text(&running.stdout)
+    );
+    ok(run(u.cli(&["template", "restore", "cli-tpl"])).await?)?;
+    ok(run(u.cli(&["session", "delete", &name])).await?)?;
+    ok(run(u.cli(&["template", "delete", "cli-tpl"])).await?)?;
+    let gone = run(u.cli(&["template", "get", "cli-tpl"])).await?;
+    ensure!(gone.status.code() == Some(1), "{gone:?}");
+    Ok(())
+}

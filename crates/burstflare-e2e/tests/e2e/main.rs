@@ -59,6 +59,7 @@ fn main() {
         cli::cli_register_whoami_tokens_and_status,
         cli::cli_errors_and_exit_codes,
         cli::cli_workspaces_invites_roles_and_audit,
+        cli::cli_templates_builds_and_releases,
         identity::refresh_rotates_and_reuse_revokes_the_family,
         identity::sessions_list_revoke_logout_and_logout_all,
         identity::recovery_codes_are_one_time_and_regenerate,

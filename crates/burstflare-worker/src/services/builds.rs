@@ -333,7 +333,10 @@ async fn current(env: &Env, build_id: &str, attempt: u32) -> ApiResult<Option<Jo
 }
 
 /// The steps of an attempt, in order.
-pub const STEPS: [&str; 4] = ["prepare", "setup", "capture", "finish"];
+pub const STEPS: [&str; 5] = ["validate", "prepare", "setup", "capture", "finish"];
+
+/// Prefix of errors that retrying cannot fix (the build fails at once).
+const UNUSABLE: &str = "unusable input: ";
 
 /// What a step leaves for later steps (the workflow passes every earlier
 /// step's result to the next).
@@ -368,6 +371,26 @@ pub async fn step(
     };
     let mut result = StepResult::default();
     match name {
+        "validate" => {
+            // The manifest is re-checked against the bases this deployment
+            // knows, and the bundle the version names must be in R2.
+            let image = image_of(env, &job.manifest);
+            let bases = [burstflare_domain::template::BaseImage {
+                name: "runtime",
+                image: &image,
+            }];
+            job.manifest.clone().validate(&bases).map_err(|e| {
+                ApiError::internal(format!("{UNUSABLE}the manifest is invalid: {e}"))
+            })?;
+            if job.bundle_digest.is_some() {
+                let key = tstore::bundle_key(&job.template_id, &job.version_id);
+                if env.bucket(BUCKET)?.head(&key).await?.is_none() {
+                    return Err(ApiError::internal(format!(
+                        "{UNUSABLE}the version's bundle is missing from storage"
+                    )));
+                }
+            }
+        }
         "prepare" => {
             let limits = job.manifest.instance_type.limits();
             build_runner::call::<_, serde_json::Value>(
@@ -476,7 +499,8 @@ pub async fn fail(env: &Env, build_id: &str, attempt: u32, error: &str) -> ApiRe
     };
     let _ = build_runner::call::<_, serde_json::Value>(env, build_id, "/destroy", &json!({})).await;
     let from = job.row.progress()?;
-    let t = build::apply(from, BuildEvent::Fail { retryable: true })
+    let retryable = !error.contains(UNUSABLE);
+    let t = build::apply(from, BuildEvent::Fail { retryable })
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let at = now();
     let next_at = t
