@@ -40,12 +40,14 @@ pub struct RunOutcome {
     pub log: String,
 }
 
-/// A log that keeps its first and last bytes within a budget.
+/// A log that keeps its first and last bytes within a budget, and hands
+/// every line to a live sink as well (the streamed build log).
 #[derive(Default)]
 struct Log {
     head: Vec<u8>,
     tail: std::collections::VecDeque<u8>,
     dropped: usize,
+    live: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Log {
@@ -67,6 +69,9 @@ impl Log {
     fn line(&mut self, s: &str) {
         self.push(s.as_bytes());
         self.push(b"\n");
+        if let Some(live) = &self.live {
+            let _ = live.send(s.to_owned());
+        }
     }
 
     fn finish(self) -> String {
@@ -122,6 +127,10 @@ async fn run_one(script: &str, dir: &Path, log: &mut Log) -> std::io::Result<i32
         .arg(script)
         .current_dir(dir)
         .env("DEBIAN_FRONTEND", "noninteractive")
+        // The agent's secrets never reach user code.
+        .env_remove(burstflare_api::runtime::ENV_AGENT_SECRET)
+        .env_remove(burstflare_api::runtime::ENV_AUTHORIZED_KEYS)
+        .env_remove(burstflare_api::runtime::ENV_SESSION_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -146,8 +155,20 @@ async fn run_one(script: &str, dir: &Path, log: &mut Log) -> std::io::Result<i32
 
 /// Installs `packages` and runs `commands` in `dir`.
 pub async fn run(req: &RunRequest, dir: &Path) -> std::io::Result<RunOutcome> {
+    run_live(req, dir, None).await
+}
+
+/// [`run`], also sending every log line to `live` as it is produced.
+pub async fn run_live(
+    req: &RunRequest,
+    dir: &Path,
+    live: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> std::io::Result<RunOutcome> {
     std::fs::create_dir_all(dir)?;
-    let mut log = Log::default();
+    let mut log = Log {
+        live,
+        ..Log::default()
+    };
     let mut steps: Vec<String> = Vec::new();
     if !req.packages.is_empty() {
         steps.push("apt-get update".to_owned());
@@ -211,6 +232,23 @@ mod tests {
         );
         assert!(!out.log.contains("never"));
         assert!(out.log.contains("[exit 3]"));
+    }
+
+    #[tokio::test]
+    async fn lines_are_sent_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let req = RunRequest {
+            packages: vec![],
+            commands: vec!["echo live-line".into()],
+        };
+        let out = run_live(&req, dir.path(), Some(tx)).await.unwrap();
+        assert_eq!(out.exit_code, 0);
+        let mut lines = Vec::new();
+        while let Ok(l) = rx.try_recv() {
+            lines.push(l);
+        }
+        assert_eq!(lines, vec!["$ echo live-line", "live-line", "[exit 0]"]);
     }
 
     #[test]

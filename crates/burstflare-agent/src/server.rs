@@ -16,7 +16,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use burstflare_api::ErrorCode;
 use burstflare_api::runtime::{AgentActivity, AgentHealth, AgentStatus};
@@ -115,14 +115,45 @@ async fn build_bundle(body: bytes::Bytes) -> Result<Json<serde_json::Value>, Api
     Ok(Json(serde_json::json!({ "entries": entries })))
 }
 
-/// `POST /build/run`: packages, then setup commands.
-async fn build_run(
-    Json(req): Json<crate::build::RunRequest>,
-) -> Result<Json<crate::build::RunOutcome>, ApiError> {
-    crate::build::run(&req, &crate::build::bundle_dir())
-        .await
-        .map(Json)
-        .map_err(|e| ApiError::internal(format!("cannot run the setup: {e}")))
+/// `POST /build/run`: packages, then setup commands. The answer streams as
+/// NDJSON: `{"line": "…"}` per log line as it is produced, then one
+/// `{"exit_code", "failed_command"}` line.
+async fn build_run(Json(req): Json<crate::build::RunRequest>) -> Response {
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (out_tx, out_rx) =
+        tokio::sync::mpsc::unbounded_channel::<Result<bytes::Bytes, std::io::Error>>();
+    tokio::spawn(async move {
+        let runner = tokio::spawn(async move {
+            crate::build::run_live(&req, &crate::build::bundle_dir(), Some(tx)).await
+        });
+        while let Some(line) = lines.recv().await {
+            let mut json = serde_json::json!({ "line": line }).to_string();
+            json.push('\n');
+            if out_tx.send(Ok(bytes::Bytes::from(json))).is_err() {
+                return;
+            }
+        }
+        let last = match runner.await {
+            Ok(Ok(out)) => serde_json::json!({
+                "exit_code": out.exit_code,
+                "failed_command": out.failed_command,
+            }),
+            Ok(Err(e)) => {
+                serde_json::json!({ "exit_code": 127, "failed_command": null, "error": e.to_string() })
+            }
+            Err(e) => {
+                serde_json::json!({ "exit_code": 127, "failed_command": null, "error": e.to_string() })
+            }
+        };
+        let _ = out_tx.send(Ok(bytes::Bytes::from(format!("{last}\n"))));
+    });
+    let stream = futures_util::stream::unfold(out_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_else(|_| ApiError::internal("response").into_response())
 }
 
 /// `POST /build/capture`: the layer of everything changed since the image

@@ -95,11 +95,12 @@ async fn follow(client: &Client, id: &str, to_stderr: bool) -> Result<Build, Cli
             .build_logs(id)
             .await
             .map_err(api("could not read the log"))?;
-        if log.len() > printed {
+        // The log only grows while a build runs; what is new is the rest.
+        if let Some(new) = log.get(printed..).filter(|n| !n.is_empty()) {
             if to_stderr {
-                eprint!("{}", &log[printed..]);
+                eprint!("{new}");
             } else {
-                print!("{}", &log[printed..]);
+                print!("{new}");
             }
             printed = log.len();
         }

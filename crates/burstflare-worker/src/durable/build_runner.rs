@@ -24,9 +24,30 @@ use worker::{
 };
 
 use crate::error::{ApiError, ApiResult};
-use crate::platform::{BUCKET, BUILDERS, random};
+use crate::platform::{BUCKET, BUILDERS, now, random};
 use crate::runtime::{Runtime, StartSpec, wait_healthy};
 use crate::store::objects;
+
+use super::agent_run;
+
+/// Storage key of the log of the setup running now.
+const LIVE_LOG: &str = "live_log";
+/// The live log is saved at most this often.
+const LIVE_LOG_FLUSH_MS: i64 = 1_000;
+/// A stored build log keeps at most this many bytes.
+const MAX_LOG_BYTES: usize = 4 << 20;
+const TRUNCATED: &str = "[… log truncated at 4 MiB …]\n";
+/// The live log keeps at most this many trailing bytes.
+const LIVE_LOG_MAX: usize = 256 * 1024;
+
+/// The last `LIVE_LOG_MAX` bytes of `text`, on a character boundary.
+fn tail(text: &str) -> String {
+    let mut start = text.len().saturating_sub(LIVE_LOG_MAX);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
 
 /// How long a builder's agent may take to come up.
 const START_TIMEOUT_MS: i64 = 90_000;
@@ -88,13 +109,6 @@ pub struct CaptureLayer {
 pub struct Stored {
     pub digest: String,
     pub size: u64,
-}
-
-#[derive(Deserialize)]
-struct AgentRun {
-    exit_code: i32,
-    failed_command: Option<String>,
-    log: String,
 }
 
 impl BuildRunner {
@@ -225,6 +239,8 @@ impl BuildRunner {
         Ok(())
     }
 
+    /// Runs the setup; the log grows in this object's storage while it runs
+    /// (`/log` reads it) and goes to R2 at the end.
     async fn run(&self, r: RunSetup) -> ApiResult<SetupOutcome> {
         let body = serde_json::to_string(&serde_json::json!({
             "packages": r.packages,
@@ -238,19 +254,63 @@ impl BuildRunner {
                 "application/json",
             )
             .await?;
-        let out: AgentRun = resp.json().await?;
+        let storage = self.state.storage();
+        storage.put(LIVE_LOG, String::new()).await?;
+        let log = std::cell::RefCell::new(String::new());
+        // Sparse output is saved line by line; bursts at most once a second.
+        let flushed = std::cell::Cell::new(0_i64);
+        let unsaved = std::cell::Cell::new(0_u32);
+        let end = agent_run::read(&mut resp, |line| {
+            {
+                let mut log = log.borrow_mut();
+                // The stored log keeps its head and its last lines.
+                if log.len() < MAX_LOG_BYTES {
+                    log.push_str(&line);
+                    log.push('\n');
+                } else if !log.ends_with(TRUNCATED) {
+                    log.push_str(TRUNCATED);
+                }
+            }
+            unsaved.set(unsaved.get() + 1);
+            let due = now() - flushed.get() >= LIVE_LOG_FLUSH_MS || unsaved.get() <= 1;
+            let snapshot = due.then(|| log.borrow().clone());
+            let storage = &storage;
+            let flushed = &flushed;
+            let unsaved = &unsaved;
+            async move {
+                if let Some(text) = snapshot {
+                    let _ = storage.put(LIVE_LOG, tail(&text)).await;
+                    flushed.set(now());
+                    unsaved.set(0);
+                }
+            }
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
+        let log = log.into_inner();
         self.env
             .bucket(BUCKET)?
-            .put(&r.log_key, out.log.clone().into_bytes())
+            .put(&r.log_key, log.clone().into_bytes())
             .execute()
             .await?;
-        let lines: Vec<&str> = out.log.lines().collect();
+        storage.delete(LIVE_LOG).await?;
+        let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         Ok(SetupOutcome {
-            exit_code: out.exit_code,
-            failed_command: out.failed_command,
+            exit_code: end.exit_code,
+            failed_command: end.failed_command.or(end.error),
             log_tail: tail,
         })
+    }
+
+    /// The log of the setup running now (empty when none is).
+    async fn live_log(&self) -> ApiResult<String> {
+        Ok(self
+            .state
+            .storage()
+            .get::<String>(LIVE_LOG)
+            .await?
+            .unwrap_or_default())
     }
 
     async fn capture(&self, c: CaptureLayer) -> ApiResult<Stored> {
@@ -297,6 +357,7 @@ impl BuildRunner {
                 ok(&serde_json::json!({}))
             }
             "/run" => Ok(Response::from_json(&self.run(req.json().await?).await?)?),
+            "/log" => Ok(Response::from_json(&self.live_log().await?)?),
             "/capture" => Ok(Response::from_json(
                 &self.capture(req.json().await?).await?,
             )?),

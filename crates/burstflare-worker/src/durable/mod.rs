@@ -1,5 +1,6 @@
 //! Durable Object classes and the Worker-side helpers that call them.
 
+pub mod agent_run;
 pub mod build_runner;
 pub mod rate_limiter;
 pub mod session_coordinator;

@@ -626,20 +626,21 @@ impl SessionCoordinator {
             )
             .await
             .map_err(|e| e.message)?;
-        #[derive(Deserialize)]
-        struct Outcome {
-            exit_code: i32,
-            failed_command: Option<String>,
-            log: String,
-        }
-        let out: Outcome = resp.json().await.map_err(|e| e.to_string())?;
-        if out.exit_code != 0 {
-            let lines: Vec<&str> = out.log.lines().collect();
+        let mut last = std::collections::VecDeque::new();
+        let end = super::agent_run::read(&mut resp, |line| {
+            if last.len() == 5 {
+                last.pop_front();
+            }
+            last.push_back(line);
+            async {}
+        })
+        .await?;
+        if end.exit_code != 0 {
             return Err(format!(
                 "start command `{}` exited with {}: {}",
-                out.failed_command.unwrap_or_default(),
-                out.exit_code,
-                lines[lines.len().saturating_sub(5)..].join(" | ")
+                end.failed_command.or(end.error).unwrap_or_default(),
+                end.exit_code,
+                last.into_iter().collect::<Vec<_>>().join(" | ")
             ));
         }
         Ok(())

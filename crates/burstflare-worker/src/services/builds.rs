@@ -476,11 +476,18 @@ pub async fn step(
                 bundle_digest: job.bundle_digest.clone(),
                 steps,
             };
-            store::set_artifact(env, build_id, &serde_json::to_string(&artifact)?, now()).await?;
             let from = job.row.progress()?;
             let t = build::apply(from, BuildEvent::Succeed)
                 .map_err(|e| ApiError::internal(e.to_string()))?;
-            store::transition(env, build_id, &from, &t.next, None, None, now()).await?;
+            // State and artifact in one compare-and-set: a build cancelled or
+            // redispatched meanwhile gets neither.
+            let json = serde_json::to_string(&artifact)?;
+            if store::succeed(env, build_id, &from, &t.next, &json, now()).await? == 0 {
+                return Ok(StepResult {
+                    skipped: true,
+                    ..Default::default()
+                });
+            }
             store::finish_attempt(env, build_id, attempt, "succeeded", None, now()).await?;
             let _ =
                 build_runner::call::<_, serde_json::Value>(env, build_id, "/destroy", &json!({}))
@@ -499,7 +506,9 @@ pub async fn fail(env: &Env, build_id: &str, attempt: u32, error: &str) -> ApiRe
     };
     let _ = build_runner::call::<_, serde_json::Value>(env, build_id, "/destroy", &json!({})).await;
     let from = job.row.progress()?;
-    let retryable = !error.contains(UNUSABLE);
+    // Only the validate step reports unusable input; setup output cannot
+    // make a failure look permanent.
+    let retryable = !(error.starts_with("workflow step validate:") && error.contains(UNUSABLE));
     let t = build::apply(from, BuildEvent::Fail { retryable })
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let at = now();
@@ -543,6 +552,12 @@ pub async fn redispatch_stuck(env: &Env, now_ms: i64) -> ApiResult<usize> {
         (
             BuildState::Building,
             secs_var(env, "BUILD_STUCK_BUILDING_SECONDS", STUCK_BUILDING_SECS),
+        ),
+        // A retry whose delayed message was lost.
+        (
+            BuildState::Retrying,
+            secs_var(env, "BUILD_STUCK_QUEUED_SECONDS", STUCK_QUEUED_SECS)
+                + build::BACKOFF_CAP_SECS as i64,
         ),
     ] {
         for row in store::stale(env, &[state], now_ms - age, 50).await? {

@@ -169,15 +169,31 @@ pub async fn transition(
     .await
 }
 
-pub async fn set_artifact(env: &Env, id: &str, json: &str, now: i64) -> ApiResult<()> {
+/// Moves a building build to succeeded with its artifact (compare-and-set
+/// like [`transition`]); 0 rows when the build moved meanwhile.
+pub async fn succeed(
+    env: &Env,
+    id: &str,
+    from: &Progress,
+    to: &Progress,
+    artifact_json: &str,
+    now: i64,
+) -> ApiResult<usize> {
     let db = d1::db(env)?;
     d1::execute(
         &db,
-        "UPDATE builds SET artifact_json = ?2, updated_at = ?3 WHERE id = ?1",
-        &[text(id), text(json), int(now)],
+        "UPDATE builds SET state = ?4, artifact_json = ?5, next_attempt_at = NULL, updated_at = ?6 \
+         WHERE id = ?1 AND state = ?2 AND attempts = ?3",
+        &[
+            text(id),
+            text(from.state.as_str()),
+            int(i64::from(from.attempts)),
+            text(to.state.as_str()),
+            text(artifact_json),
+            int(now),
+        ],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 #[derive(Debug, Clone, Deserialize)]

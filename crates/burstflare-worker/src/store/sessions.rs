@@ -159,8 +159,8 @@ pub fn upsert(env: &Env, r: &SessionRecord) -> ApiResult<D1PreparedStatement> {
     d1::stmt(
         &db,
         &format!(
-            "INSERT INTO sessions ({COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+            "INSERT INTO sessions ({COLUMNS}, template_id, release_id) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
              ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
              desired_state = excluded.desired_state, runtime_status = excluded.runtime_status, \
              runtime_state = excluded.runtime_state, runtime_updated_at = excluded.runtime_updated_at, \
@@ -187,6 +187,8 @@ pub fn upsert(env: &Env, r: &SessionRecord) -> ApiResult<D1PreparedStatement> {
             int(r.created_at),
             int(r.updated_at),
             d1::opt_int(r.deleted_at),
+            opt_text(r.spec.release.as_ref().map(|b| b.template_id.as_str())),
+            opt_text(r.spec.release.as_ref().map(|b| b.release_id.as_str())),
         ],
     )
 }
