@@ -8,8 +8,9 @@ use burstflare_domain::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// What a session boots: until templates exist, the built-in default template
-/// supplies the image; callers choose size, environment and persisted paths.
+/// What a session boots: a template release's image and layer (see
+/// [`ReleaseBoot`]) or the platform's default image; size, environment and
+/// persisted paths come from the release and the caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeSpec {
     /// The runtime image (set by the platform, not by the caller).

@@ -21,7 +21,7 @@ use crate::{App, JsonFlag, fmt_time, print_json, print_table};
 
 #[derive(Subcommand)]
 pub enum SessionCmd {
-    /// Create a session (from the built-in default template until templates exist).
+    /// Create a session (from a template's release with --template, else the default environment).
     Create {
         /// Session name: a-z, 0-9 and dashes, starting with a letter (used in `ssh bf-<name>`).
         name: String,

@@ -9,8 +9,10 @@
 //! session's `SessionCoordinator`; this module reads the D1 projection and
 //! forwards commands.
 //!
-//! Until templates exist, sessions boot the built-in default template: the
-//! platform's runtime image (`RUNTIME_IMAGE`), `small`, persisted `/home/dev`.
+//! A session boots a template's release (its image, layer, start commands,
+//! environment and persisted paths) or, without a template, the built-in
+//! default environment: the platform's runtime image (`RUNTIME_IMAGE`), the
+//! workspace's default instance type, persisted `/home/dev`.
 
 use burstflare_api::sessions::{
     CommandResult, CreateSessionRequest, RuntimeSpec, Session, SessionEvent,
