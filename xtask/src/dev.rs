@@ -119,6 +119,12 @@ pub fn spawn_wrangler(
     ])
     .args(["--var", &format!("RUNNER_URL:{}", runner.url)])
     .args(["--var", &format!("RUNTIME_IMAGE:{image}")])
+    // Upload URLs, device-login links and passkey origins follow the port.
+    .args(["--var", &format!("PUBLIC_URL:http://localhost:{port}")])
+    .args([
+        "--var",
+        &format!("WEBAUTHN_ORIGINS:http://localhost:{port},http://127.0.0.1:{port}"),
+    ])
     .stdin(Stdio::null());
     eprintln!("$ {}", proc::display(&cmd));
     // The secret is passed after printing the command line.

@@ -79,12 +79,14 @@ pub struct StartBuilder {
 /// `/bundle`: the R2 key of the bundle.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PushBundle {
+    pub attempt: u32,
     pub key: String,
 }
 
 /// `/run`: what to install and run, and where the log goes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSetup {
+    pub attempt: u32,
     pub packages: Vec<String>,
     pub commands: Vec<String>,
     pub log_key: String,
@@ -102,6 +104,7 @@ pub struct SetupOutcome {
 /// `/capture`: where the layer goes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaptureLayer {
+    pub attempt: u32,
     pub key: String,
 }
 
@@ -130,9 +133,16 @@ impl BuildRunner {
         Runtime::from_env(&self.env, &self.state).map_err(|e| ApiError::unavailable(e.message))
     }
 
-    /// The container and agent secret of the current attempt.
-    async fn agent(&self) -> ApiResult<(Runtime, String, String)> {
+    /// The container and agent secret of `attempt` (a step of a superseded
+    /// attempt must not act on the next attempt's container).
+    async fn agent(&self, attempt: u32) -> ApiResult<(Runtime, String, String)> {
         let h = self.held().await?;
+        if h.attempt != attempt {
+            return Err(ApiError::unavailable(format!(
+                "attempt {attempt} was superseded by attempt {}",
+                h.attempt
+            )));
+        }
         match (h.container, h.secret) {
             (Some(c), Some(s)) => Ok((self.runtime()?, c, s)),
             _ => Err(ApiError::internal("the builder container is not running")),
@@ -142,12 +152,13 @@ impl BuildRunner {
     /// Sends a request to the agent in the builder.
     async fn call_agent(
         &self,
+        attempt: u32,
         path: &str,
         method: Method,
         body: Option<worker::wasm_bindgen::JsValue>,
         content_type: &str,
     ) -> ApiResult<Response> {
-        let (runtime, container, secret) = self.agent().await?;
+        let (runtime, container, secret) = self.agent(attempt).await?;
         let headers = Headers::new();
         headers.set("content-type", content_type)?;
         let mut init = RequestInit::new();
@@ -230,6 +241,7 @@ impl BuildRunner {
             .await?;
         let body = js_sys::Uint8Array::from(bytes.as_slice());
         self.call_agent(
+            p.attempt,
             "/build/bundle",
             Method::Post,
             Some(body.into()),
@@ -248,6 +260,7 @@ impl BuildRunner {
         }))?;
         let mut resp = self
             .call_agent(
+                r.attempt,
                 "/build/run",
                 Method::Post,
                 Some(body.into()),
@@ -315,7 +328,13 @@ impl BuildRunner {
 
     async fn capture(&self, c: CaptureLayer) -> ApiResult<Stored> {
         let mut resp = self
-            .call_agent("/build/capture", Method::Post, None, "application/json")
+            .call_agent(
+                c.attempt,
+                "/build/capture",
+                Method::Post,
+                None,
+                "application/json",
+            )
             .await?;
         let bucket = self.env.bucket(BUCKET)?;
         let (digest, size) = objects::put_stream(&bucket, &c.key, resp.stream()?, MAX_LAYER_BYTES)

@@ -415,6 +415,7 @@ pub async fn step(
                     build_id,
                     "/bundle",
                     &PushBundle {
+                        attempt,
                         key: tstore::bundle_key(&job.template_id, &job.version_id),
                     },
                 )
@@ -427,6 +428,7 @@ pub async fn step(
                 build_id,
                 "/run",
                 &RunSetup {
+                    attempt,
                     packages: job.manifest.packages.clone(),
                     commands: job.manifest.setup.clone(),
                     log_key: log_key(&job.template_id, build_id, attempt),
@@ -448,6 +450,7 @@ pub async fn step(
                 build_id,
                 "/capture",
                 &CaptureLayer {
+                    attempt,
                     key: layer_key(&job.template_id, build_id),
                 },
             )
@@ -611,4 +614,37 @@ pub async fn redispatch_stuck(env: &Env, now_ms: i64) -> ApiResult<usize> {
         }
     }
     Ok(n)
+}
+
+/// Cancels every build of a template that has not ended (its template is
+/// being deleted) and removes their builder containers.
+pub async fn cancel_all(env: &Env, template_id: &str, now_ms: i64) -> ApiResult<()> {
+    for row in store::list(env, template_id).await? {
+        let from = row.progress()?;
+        if from.state.is_terminal() {
+            continue;
+        }
+        if let Ok(t) = build::apply(from, BuildEvent::Cancel)
+            && store::transition(
+                env,
+                &row.id,
+                &from,
+                &t.next,
+                None,
+                Some("template deleted"),
+                now_ms,
+            )
+            .await?
+                == 1
+        {
+            if from.state == BuildState::Building {
+                store::finish_attempt(env, &row.id, from.attempts, "cancelled", None, now_ms)
+                    .await?;
+            }
+            let _ =
+                build_runner::call::<_, serde_json::Value>(env, &row.id, "/destroy", &json!({}))
+                    .await;
+        }
+    }
+    Ok(())
 }

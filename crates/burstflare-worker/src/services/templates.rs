@@ -253,6 +253,8 @@ pub async fn set_archived(
 /// Deletes every R2 object under the template's prefix, then its rows.
 pub async fn delete(ctx: &Ctx, row: TemplateRow, m: &Membership) -> ApiResult<()> {
     m.allow(Action::ManageTemplates)?;
+    // Running builds stop first, so none writes a layer after the cleanup.
+    super::builds::cancel_all(&ctx.env, &row.id, ctx.now).await?;
     let bucket = ctx.env.bucket(BUCKET)?;
     let prefix = store::r2_prefix(&row.id);
     loop {
