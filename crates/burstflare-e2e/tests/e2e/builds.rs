@@ -303,7 +303,15 @@ pub async fn stuck_builds_are_redispatched(tools: &Tools) -> Result<()> {
         Duration::from_secs(120),
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // While it runs, the log so far is readable (streamed from the builder).
+    eventually(Duration::from_secs(8), "the live build log", || async {
+        let log = c.build_logs(b.id.as_str()).await?;
+        Ok(log
+            .contains("$ test -e /tmp/never || sleep 12")
+            .then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let resp = stack
         .http()
         .get(format!("{}/__scheduled?cron=*/5+*+*+*+*", stack.url))

@@ -168,15 +168,31 @@ pub async fn logs(ctx: &Ctx, row: &BuildRow, m: &Membership) -> ApiResult<String
     m.allow(Action::UseTemplates)?;
     let bucket = ctx.env.bucket(BUCKET)?;
     let mut out = String::new();
-    for a in 1..=u32::try_from(row.attempts).unwrap_or(0) {
+    let attempts = u32::try_from(row.attempts).unwrap_or(0);
+    for a in 1..=attempts {
         out.push_str(&format!("=== attempt {a} ===\n"));
-        if let Some(o) = bucket
+        match bucket
             .get(log_key(&row.template_id, &row.id, a))
             .execute()
             .await?
-            && let Some(body) = o.body()
         {
-            out.push_str(&body.text().await?);
+            Some(o) => {
+                if let Some(body) = o.body() {
+                    out.push_str(&body.text().await?);
+                }
+            }
+            // The attempt running now: its log so far, kept by its runner.
+            None if a == attempts && row.state == BuildState::Building.as_str() => {
+                match build_runner::call::<_, String>(&ctx.env, &row.id, "/log", &json!({})).await {
+                    Ok(live) => out.push_str(&live),
+                    Err(e) => worker::console_error!(
+                        "live log of {}: {}",
+                        row.id,
+                        e.internal.as_deref().unwrap_or(&e.message)
+                    ),
+                }
+            }
+            None => {}
         }
         out.push('\n');
     }
