@@ -13,7 +13,7 @@ use burstflare_domain::{DesiredState, SessionState};
 use serde::{Deserialize, Serialize};
 use worker::{D1PreparedStatement, Env};
 
-use super::d1::{self, int, text};
+use super::d1::{self, int, opt_text, text};
 use crate::error::{ApiError, ApiResult};
 
 /// A session's full lifecycle record: the DO's own copy and the D1 row.
@@ -145,10 +145,6 @@ impl SessionRow {
             deleted_at: self.deleted_at,
         })
     }
-}
-
-fn opt_text(v: Option<&str>) -> wasm_bindgen::JsValue {
-    v.map_or(wasm_bindgen::JsValue::NULL, text)
 }
 
 /// The projection upsert for `r` (a no-op if D1 holds a newer version).
