@@ -21,6 +21,10 @@ use tokio::process::Command;
 pub const MAX_LOG_BYTES: usize = 4 << 20;
 /// Where bundles are unpacked and setup commands run.
 pub const DEFAULT_BUNDLE_DIR: &str = "/opt/burstflare/bundle";
+/// How long output is still read after a command has exited.
+pub const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// The exit code of a command killed by its timeout (as `timeout(1)`).
+pub const TIMED_OUT: i32 = 124;
 
 /// `POST /build/run`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -29,6 +33,9 @@ pub struct RunRequest {
     pub packages: Vec<String>,
     #[serde(default)]
     pub commands: Vec<String>,
+    /// Each command (and the package install) may run this long; none: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 /// The outcome of `POST /build/run`.
@@ -119,8 +126,15 @@ async fn pump(reader: impl AsyncRead + Unpin, tx: tokio::sync::mpsc::UnboundedSe
     }
 }
 
-/// Runs `bash -lc script` in `dir`, appending its output to `log`; the exit code.
-async fn run_one(script: &str, dir: &Path, log: &mut Log) -> std::io::Result<i32> {
+/// Runs `bash -lc script` in `dir` in a process group of its own, appending
+/// its output to `log`; the exit code ([`TIMED_OUT`] when `timeout` passed
+/// first and the group was killed).
+async fn run_one(
+    script: &str,
+    dir: &Path,
+    timeout: Option<std::time::Duration>,
+    log: &mut Log,
+) -> std::io::Result<i32> {
     log.line(&format!("$ {script}"));
     let mut child = Command::new("bash")
         .arg("-lc")
@@ -134,8 +148,10 @@ async fn run_one(script: &str, dir: &Path, log: &mut Log) -> std::io::Result<i32
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     if let Some(out) = child.stdout.take() {
         tokio::spawn(pump(out, tx.clone()));
@@ -144,11 +160,60 @@ async fn run_one(script: &str, dir: &Path, log: &mut Log) -> std::io::Result<i32
         tokio::spawn(pump(err, tx.clone()));
     }
     drop(tx);
-    while let Some(line) = rx.recv().await {
-        log.line(&line);
-    }
-    let status = child.wait().await?;
-    let code = status.code().unwrap_or(128 + 9);
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    // Output until the command exits; `None`: the deadline passed first.
+    let mut open = true;
+    let status = loop {
+        tokio::select! {
+            line = rx.recv(), if open => match line {
+                Some(line) => log.line(&line),
+                None => open = false,
+            },
+            status = child.wait() => break Some(status?),
+            () = &mut deadline => break None,
+        }
+    };
+    let code = match status {
+        Some(status) => {
+            // Background processes it started may keep the pipes open: what
+            // they print right after still belongs to the command's log.
+            let drain = tokio::time::sleep(DRAIN_AFTER_EXIT);
+            tokio::pin!(drain);
+            while open {
+                tokio::select! {
+                    line = rx.recv() => match line {
+                        Some(line) => log.line(&line),
+                        None => open = false,
+                    },
+                    () = &mut drain => break,
+                }
+            }
+            status.code().unwrap_or(128 + 9)
+        }
+        None => {
+            if let Some(pgid) = group {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.wait().await;
+            while let Ok(line) = rx.try_recv() {
+                log.line(&line);
+            }
+            log.line(&format!(
+                "[timed out after {} s; the command and its processes were killed]",
+                timeout.unwrap_or_default().as_secs()
+            ));
+            TIMED_OUT
+        }
+    };
     log.line(&format!("[exit {code}]"));
     Ok(code)
 }
@@ -178,8 +243,9 @@ pub async fn run_live(
         ));
     }
     steps.extend(req.commands.iter().cloned());
+    let timeout = req.timeout_secs.map(std::time::Duration::from_secs);
     for step in steps {
-        let code = run_one(&step, dir, &mut log).await?;
+        let code = run_one(&step, dir, timeout, &mut log).await?;
         if code != 0 {
             return Ok(RunOutcome {
                 exit_code: code,
@@ -210,13 +276,13 @@ mod tests {
     async fn runs_until_the_first_failure_and_keeps_the_output() {
         let dir = tempfile::tempdir().unwrap();
         let req = RunRequest {
-            packages: vec![],
             commands: vec![
                 "echo one; echo two >&2".into(),
                 "pwd".into(),
                 "exit 3".into(),
                 "echo never".into(),
             ],
+            ..RunRequest::default()
         };
         let out = run(&req, dir.path()).await.unwrap();
         assert_eq!(out.exit_code, 3);
@@ -239,8 +305,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let req = RunRequest {
-            packages: vec![],
             commands: vec!["echo live-line".into()],
+            ..RunRequest::default()
         };
         let out = run_live(&req, dir.path(), Some(tx)).await.unwrap();
         assert_eq!(out.exit_code, 0);
@@ -249,6 +315,63 @@ mod tests {
             lines.push(l);
         }
         assert_eq!(lines, vec!["$ echo live-line", "live-line", "[exit 0]"]);
+    }
+
+    #[tokio::test]
+    async fn timeouts_kill_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child-alive");
+        let req = RunRequest {
+            commands: vec![
+                format!(
+                    "(sleep 3; touch {}) & echo started; sleep 30",
+                    marker.display()
+                ),
+                "echo never".into(),
+            ],
+            timeout_secs: Some(1),
+            ..RunRequest::default()
+        };
+        let started = std::time::Instant::now();
+        let out = run(&req, dir.path()).await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(out.exit_code, TIMED_OUT);
+        assert!(out.log.contains("started"), "{}", out.log);
+        assert!(out.log.contains("[timed out after 1 s"), "{}", out.log);
+        assert!(!out.log.contains("never"));
+        // The background child was in the group and died with it.
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert!(!marker.exists());
+    }
+
+    #[tokio::test]
+    async fn background_processes_do_not_hold_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("server-alive");
+        let req = RunRequest {
+            // The background "server" keeps stdout open and outlives the command.
+            commands: vec![
+                format!(
+                    "(echo serving; sleep 2; touch {}; sleep 60) & echo launched",
+                    marker.display()
+                ),
+                "echo after".into(),
+            ],
+            ..RunRequest::default()
+        };
+        let started = std::time::Instant::now();
+        let out = run(&req, dir.path()).await.unwrap();
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+        assert_eq!(out.exit_code, 0, "{}", out.log);
+        assert!(
+            out.log.contains("launched") && out.log.contains("after"),
+            "{}",
+            out.log
+        );
+        // It was not killed: it keeps running after the run.
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert!(marker.exists(), "the background process was killed");
     }
 
     #[test]

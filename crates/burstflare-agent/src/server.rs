@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use burstflare_api::ErrorCode;
-use burstflare_api::runtime::{AgentActivity, AgentHealth, AgentStatus};
+use burstflare_api::runtime::{AgentActivity, AgentHealth, AgentStatus, LAYER_SHA256_HEADER};
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -209,11 +209,22 @@ async fn build_capture() -> Result<Response, ApiError> {
 
 /// `POST /layer/apply`: a release's layer (tar+zstd), applied over `/`
 /// before the session's start commands run. The body is spooled to a file
-/// (memory stays bounded) and applied with [`crate::layer::apply`], which
-/// refuses anything that would land outside the root.
-async fn layer_apply(body: axum::body::Body) -> Result<Json<crate::layer::ApplySummary>, ApiError> {
+/// (memory stays bounded) while its SHA-256 is computed; with
+/// [`LAYER_SHA256_HEADER`] a layer whose digest differs is refused before
+/// anything is applied. [`crate::layer::apply`] refuses anything that would
+/// land outside the root.
+async fn layer_apply(
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<crate::layer::ApplySummary>, ApiError> {
     use futures_util::StreamExt;
+    use sha2::Digest;
     use tokio::io::AsyncWriteExt;
+    let expected = headers
+        .get(LAYER_SHA256_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_start_matches("sha256:").to_ascii_lowercase());
+    let mut hasher = sha2::Sha256::new();
     let path = std::env::temp_dir().join("burstflare-apply.tar.zst");
     let mut file = tokio::fs::File::create(&path)
         .await
@@ -227,6 +238,7 @@ async fn layer_apply(body: axum::body::Body) -> Result<Json<crate::layer::ApplyS
                 format!("the layer could not be read: {e}"),
             )
         })?;
+        hasher.update(&chunk);
         file.write_all(&chunk)
             .await
             .map_err(|e| ApiError::internal(format!("cannot spool the layer: {e}")))?;
@@ -235,6 +247,17 @@ async fn layer_apply(body: axum::body::Body) -> Result<Json<crate::layer::ApplyS
         .await
         .map_err(|e| ApiError::internal(format!("cannot spool the layer: {e}")))?;
     drop(file);
+    let actual = hex::encode(hasher.finalize());
+    if let Some(expected) = expected.filter(|e| *e != actual) {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidField,
+            format!(
+                "the layer was refused: its SHA-256 is {actual}, not the expected {expected}; nothing was applied"
+            ),
+        ));
+    }
     let spooled = path.clone();
     let summary = tokio::task::spawn_blocking(move || {
         let input = std::fs::File::open(&spooled).map_err(|e| crate::layer::LayerError::Io {
@@ -310,7 +333,23 @@ async fn healthz(State(app): State<AppState>) -> Json<AgentHealth> {
         host_keys,
         agent_version: env!("CARGO_PKG_VERSION").into(),
         uptime_ms: u64::try_from(app.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        base_digest: base_digest(),
     })
+}
+
+/// `sha256:<hex>` of the image's base manifest, read once.
+fn base_digest() -> Option<String> {
+    static DIGEST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DIGEST
+        .get_or_init(|| {
+            use sha2::Digest;
+            let bytes = std::fs::read(crate::layer::DEFAULT_BASE_MANIFEST).ok()?;
+            Some(format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(&bytes))
+            ))
+        })
+        .clone()
 }
 
 async fn activity(State(app): State<AppState>) -> Json<AgentActivity> {

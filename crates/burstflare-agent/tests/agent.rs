@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use burstflare_api::runtime::{
-    AGENT_TOKEN_HEADER, AgentActivity, AgentHealth, AgentStatus, TerminalControl,
+    AGENT_TOKEN_HEADER, AgentActivity, AgentHealth, AgentStatus, LAYER_SHA256_HEADER,
+    TerminalControl,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
 use nix::sys::signal::{Signal, kill};
@@ -283,16 +284,29 @@ async fn http(
     path: &str,
     token: Option<&str>,
 ) -> (u16, serde_json::Value) {
+    http_with(addr, method, path, token, &[], &[]).await
+}
+
+/// [`http`] with extra headers and a request body.
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let auth = token
-        .map(|t| format!("{AGENT_TOKEN_HEADER}: {t}\r\n"))
-        .unwrap_or_default();
-    s.write_all(
-        format!("{method} {path} HTTP/1.1\r\nHost: agent\r\n{auth}Connection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in token.map(|t| (AGENT_TOKEN_HEADER, t)).iter().chain(headers) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8(raw).unwrap();
@@ -554,6 +568,31 @@ async fn every_request_needs_the_token() {
     assert_eq!(
         (status, &body["error"]["code"]),
         (426, &"upgrade_required".into())
+    );
+}
+
+#[tokio::test]
+async fn a_layer_with_the_wrong_digest_is_not_applied() {
+    let (target, _conns) = echo_server().await;
+    let agent = AgentBuilder::new(target).start();
+    // Not a layer at all: the digest check comes before anything is read.
+    let body = b"not really a layer";
+    let (status, resp) = http_with(
+        agent.addr,
+        "POST",
+        "/layer/apply",
+        Some(&agent.secret),
+        &[(LAYER_SHA256_HEADER, &"0".repeat(64))],
+        body,
+    )
+    .await;
+    assert_eq!(status, 400, "{resp}");
+    let message = resp["error"]["message"].as_str().unwrap();
+    assert!(message.contains("nothing was applied"), "{message}");
+    use sha2::Digest;
+    assert!(
+        message.contains(&hex::encode(sha2::Sha256::digest(body))),
+        "{message}"
     );
 }
 

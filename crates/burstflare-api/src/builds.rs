@@ -28,6 +28,10 @@ pub struct BuildArtifact {
     pub layer_size: u64,
     /// The base runtime image the layer applies to.
     pub base_image: String,
+    /// `sha256:<hex>` of that image's base manifest as the builder's agent
+    /// reported it: exactly the filesystem the layer was captured against.
+    #[serde(default)]
+    pub base_image_digest: Option<String>,
     pub manifest_hash: String,
     pub bundle_digest: Option<String>,
     pub steps: Vec<StepTiming>,
@@ -77,6 +81,9 @@ pub struct ReleaseSpec {
     pub build_id: BuildId,
     pub version_id: TemplateVersionId,
     pub base_image: String,
+    /// See [`BuildArtifact::base_image_digest`].
+    #[serde(default)]
+    pub base_image_digest: Option<String>,
     pub layer_digest: String,
     pub layer_size: u64,
     pub manifest_hash: String,

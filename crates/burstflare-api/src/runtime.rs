@@ -152,7 +152,15 @@ pub struct AgentHealth {
     pub host_keys: Vec<String>,
     pub agent_version: String,
     pub uptime_ms: u64,
+    /// `sha256:<hex>` of the image's base manifest (what template layers are
+    /// captured against and applied onto); none when the image has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
 }
+
+/// Request header naming the SHA-256 (hex) a layer sent to the agent's
+/// `/layer/apply` must have; a layer that does not match is not applied.
+pub const LAYER_SHA256_HEADER: &str = "x-layer-sha256";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

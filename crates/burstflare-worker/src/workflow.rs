@@ -6,7 +6,10 @@
 //! step names for the instance's params, then wraps each in `step.do(name, …)`
 //! calling [`workflow_step`] again. Durability, retries and replay are the
 //! Workflows engine's; every step here is idempotent, so a replayed step
-//! leaves the same state behind.
+//! leaves the same state behind. With `WORKFLOW_REPLAY_STEPS=true` (a drill
+//! for tests, never set in deployments) every build step runs twice and the
+//! first result is dropped, which is what a replay after a lost step result
+//! looks like; the e2e suite builds that way and checks nothing ran twice.
 //!
 //! The Worker starts instances and reads their status through the binding's
 //! JS API (`create`, `get`, `status`), which workers-rs does not wrap.
@@ -103,9 +106,16 @@ async fn run_step(env: &Env, step: &str, payload: &str) -> ApiResult<String> {
                 results,
                 ..
             },
-        ) => Ok(serde_json::to_string(
-            &builds::step(env, name, build_id, *attempt, results).await?,
-        )?),
+        ) => {
+            if platform::var(env, "WORKFLOW_REPLAY_STEPS", "false") == "true" {
+                // Replay drill (tests): the step runs once and its result is
+                // dropped, as when the engine loses it and runs the step again.
+                builds::step(env, name, build_id, *attempt, results).await?;
+            }
+            Ok(serde_json::to_string(
+                &builds::step(env, name, build_id, *attempt, results).await?,
+            )?)
+        }
         ("record", Params::Probe { probe_id }) => {
             probes::mark(
                 env,

@@ -246,7 +246,11 @@ pub async fn build(app: &App, cmd: BuildCmd) -> Result<(), CliError> {
                 "layer     sha256:{} ({} bytes)",
                 a.layer_digest, a.layer_size
             );
-            println!("base      {}", a.base_image);
+            println!(
+                "base      {} ({})",
+                a.base_image,
+                a.base_image_digest.as_deref().unwrap_or("digest unknown")
+            );
             println!("manifest  {}", a.manifest_hash);
             println!("bundle    {}", a.bundle_digest.as_deref().unwrap_or("-"));
             for s in &a.steps {

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use burstflare_api::builds::{Build, CreateBuildRequest, PromoteRequest};
+use burstflare_api::runtime::LABEL_SESSION;
 use burstflare_api::sessions::Session;
 use burstflare_api::templates::{CreateTemplateRequest, CreateVersionRequest};
 use burstflare_cli::client::Client;
 use burstflare_domain::SessionState;
 use burstflare_domain::build::{BuildState, MAX_ATTEMPTS};
+use burstflare_e2e::runner::docker_containers;
 use burstflare_e2e::stack::unique;
 use burstflare_e2e::user::{User, ok, run, text};
 use burstflare_e2e::{Stack, Tools};
@@ -25,7 +27,11 @@ setup = [
   "echo 1.6-burstflare > /opt/tool/VERSION",
   "echo ran >> /opt/tool/setup-runs",
 ]
-start = ["echo started >> /opt/tool/start-runs"]
+start = [
+  "echo started >> /opt/tool/start-runs",
+  # A background server keeps the command's output open; boot goes on.
+  "(echo serving; exec sleep 600) &",
+]
 "#;
 
 /// A template with one version of `manifest`; returns (template id, version id).
@@ -155,6 +161,13 @@ pub async fn apt_build_promote_boot_and_rollback(stack: &Stack) -> Result<()> {
     );
     ensure!(
         artifact
+            .base_image_digest
+            .as_deref()
+            .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71),
+        "{artifact:?}"
+    );
+    ensure!(
+        artifact
             .steps
             .iter()
             .map(|s| s.step.as_str())
@@ -183,7 +196,10 @@ pub async fn apt_build_promote_boot_and_rollback(stack: &Stack) -> Result<()> {
         )
         .await?;
     ensure!(
-        r1.number == 1 && r1.active && r1.spec.layer_digest == artifact.layer_digest,
+        r1.number == 1
+            && r1.active
+            && r1.spec.layer_digest == artifact.layer_digest
+            && r1.spec.base_image_digest == artifact.base_image_digest,
         "{r1:?}"
     );
     let s1 = session_of(&u, "jq-build").await?;
@@ -196,6 +212,10 @@ pub async fn apt_build_promote_boot_and_rollback(stack: &Stack) -> Result<()> {
     ensure!(
         ssh(&u, &s1, "wc -l < /opt/tool/start-runs").await? == "1",
         "the start command ran at boot"
+    );
+    ensure!(
+        ssh(&u, &s1, "pgrep -c -x sleep").await? == "1",
+        "the background process started at boot keeps running"
     );
 
     // A second version, built and promoted with the CLI; then a rollback.
@@ -432,5 +452,132 @@ pub async fn failing_setup_retries_dead_letters_and_bulk_retries(stack: &Stack) 
         .err()
         .context("a cancelled build cannot be cancelled")?;
     ensure!(err.status() == Some(409), "{err}");
+    Ok(())
+}
+
+/// Own stack where every build step runs twice (`WORKFLOW_REPLAY_STEPS`,
+/// the engine replaying a step whose result it lost) and commands time out
+/// after 4 s: the replayed build runs its setup once, stores one layer and
+/// one attempt; a setup command and a start command that outlive the
+/// timeout fail with the reason instead of hanging.
+pub async fn replayed_steps_and_command_timeouts(tools: &Tools) -> Result<()> {
+    let tools = tools.clone();
+    let stack = tokio::task::spawn_blocking(move || {
+        Stack::start_with(
+            &tools,
+            true,
+            &[
+                ("WORKFLOW_REPLAY_STEPS", "true"),
+                ("BUILD_COMMAND_TIMEOUT_SECONDS", "4"),
+                ("START_COMMAND_TIMEOUT_SECONDS", "4"),
+            ],
+        )
+    })
+    .await??;
+    let u = User::new(&stack, "replay").await?;
+    u.add_key().await?;
+    let c = &u.client;
+
+    // Replayed steps: nothing runs twice.
+    let manifest = "base = \"runtime\"\nsetup = [\"mkdir -p /opt/tool\", \"echo ran >> /opt/tool/setup-runs\"]\nstart = [\"echo started >> /opt/tool/start-runs\"]\n";
+    let (tid, _) = template_with(c, "replayed", manifest).await?;
+    let built = build_version(c, &tid, manifest).await?;
+    ensure!(
+        built.attempts == 1
+            && built.history.len() == 1
+            && built.history[0].outcome.as_deref() == Some("succeeded"),
+        "{built:?}"
+    );
+    let log = c.build_logs(built.id.as_str()).await?;
+    ensure!(
+        log.matches("$ echo ran >> /opt/tool/setup-runs").count() == 1,
+        "{log}"
+    );
+    let layers: Vec<String> = stack
+        .r2_keys(&format!("templates/{tid}/"))?
+        .into_iter()
+        .filter(|k| k.contains("/layers/"))
+        .collect();
+    ensure!(layers.len() == 1, "{layers:?}");
+    // `finish` removes the builder right after recording the success.
+    eventually(Duration::from_secs(30), "the builder removed", || async {
+        Ok(docker_containers(LABEL_SESSION, built.id.as_str())?
+            .is_empty()
+            .then_some(()))
+    })
+    .await?;
+    c.promote(
+        &tid,
+        &PromoteRequest {
+            build_id: built.id.clone(),
+        },
+    )
+    .await?;
+    let s = session_of(&u, "replayed").await?;
+    ensure!(
+        ssh(&u, &s, "wc -l < /opt/tool/setup-runs").await? == "1",
+        "the setup ran once although every step ran twice"
+    );
+
+    // A setup command past the timeout is killed; the attempt fails with why.
+    let (slow, vid) = template_with(
+        c,
+        "slow",
+        "base = \"runtime\"\nsetup = [\"echo before; sleep 60\"]\n",
+    )
+    .await?;
+    let b = c
+        .start_build(
+            &slow,
+            &CreateBuildRequest {
+                version_id: vid.parse()?,
+            },
+        )
+        .await?;
+    let failed = eventually(
+        Duration::from_secs(120),
+        "the first attempt to time out",
+        || async {
+            let b = c.build(b.id.as_str()).await?;
+            Ok(b.history
+                .first()
+                .filter(|a| a.outcome.is_some())
+                .map(|_| b.clone()))
+        },
+    )
+    .await?;
+    let error = failed.history[0].error.clone().unwrap_or_default();
+    ensure!(
+        error.contains("exited with 124") && error.contains("timed out after 4 s"),
+        "{failed:?}"
+    );
+    c.build_command(b.id.as_str(), "cancel").await?;
+
+    // A start command past the timeout fails the session start with why.
+    let hang = "base = \"runtime\"\nstart = [\"echo starting; sleep 60\"]\n";
+    let (hung, _) = template_with(c, "hangs-at-start", hang).await?;
+    let built = build_version(c, &hung, hang).await?;
+    c.promote(
+        &hung,
+        &PromoteRequest {
+            build_id: built.id.clone(),
+        },
+    )
+    .await?;
+    let name = format!("tpl-{}", unique().replace('-', ""));
+    let out = run(u.cli(&[
+        "session",
+        "create",
+        &name,
+        "--template",
+        "hangs-at-start",
+        "--start",
+    ]))
+    .await?;
+    let stderr = text(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("timed out after 4 s"),
+        "{stderr}"
+    );
     Ok(())
 }

@@ -98,6 +98,9 @@ fn main() {
         ("builds::stuck_builds_are_redispatched", |t| {
             Box::pin(builds::stuck_builds_are_redispatched(t))
         }),
+        ("builds::replayed_steps_and_command_timeouts", |t| {
+            Box::pin(builds::replayed_steps_and_command_timeouts(t))
+        }),
         ("identity::expiry_and_rate_limits", |t| {
             Box::pin(identity::expiry_and_rate_limits(t))
         }),

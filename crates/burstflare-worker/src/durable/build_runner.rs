@@ -10,8 +10,12 @@
 //! * `/capture` — the layer, streamed from the agent into R2;
 //! * `/destroy` — the container goes.
 //!
-//! Each call is idempotent for its attempt, so a replayed workflow step
-//! redoes the same work.
+//! Each call is idempotent for its attempt: `/start` of a started attempt
+//! only re-checks the agent; `/bundle`, `/run` and `/capture` record their
+//! outcome for the attempt and a replay returns it without touching the
+//! container again. A replayed `/run` that finds the previous call
+//! interrupted (it may have run some commands) fails, so the build retries
+//! in a fresh container rather than run setup twice in one.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +69,19 @@ struct Held {
     container: Option<String>,
     secret: Option<String>,
     attempt: u32,
+    /// Outcomes of the calls the attempt completed, by path.
+    #[serde(default)]
+    done: BTreeMap<String, serde_json::Value>,
+    /// The call in progress.
+    #[serde(default)]
+    running: Option<String>,
+}
+
+/// What `/start` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Started {
+    /// The agent's `base_digest`: the base the layer is captured against.
+    pub base_digest: Option<String>,
 }
 
 /// `/start`.
@@ -89,6 +106,8 @@ pub struct RunSetup {
     pub attempt: u32,
     pub packages: Vec<String>,
     pub commands: Vec<String>,
+    /// Each command may run this long (the agent kills it after).
+    pub timeout_secs: Option<u64>,
     pub log_key: String,
 }
 
@@ -112,6 +131,12 @@ pub struct CaptureLayer {
 pub struct Stored {
     pub digest: String,
     pub size: u64,
+}
+
+fn superseded(attempt: u32, current: u32) -> ApiError {
+    ApiError::unavailable(format!(
+        "attempt {attempt} was superseded by attempt {current}"
+    ))
 }
 
 impl BuildRunner {
@@ -138,10 +163,7 @@ impl BuildRunner {
     async fn agent(&self, attempt: u32) -> ApiResult<(Runtime, String, String)> {
         let h = self.held().await?;
         if h.attempt != attempt {
-            return Err(ApiError::unavailable(format!(
-                "attempt {attempt} was superseded by attempt {}",
-                h.attempt
-            )));
+            return Err(superseded(attempt, h.attempt));
         }
         match (h.container, h.secret) {
             (Some(c), Some(s)) => Ok((self.runtime()?, c, s)),
@@ -187,11 +209,51 @@ impl BuildRunner {
         Ok(resp)
     }
 
-    async fn start(&self, s: StartBuilder) -> ApiResult<()> {
+    /// Runs `work` once for `attempt` as call `path`: a repeated call gets
+    /// the recorded outcome. With `rerun_safe` false, a call that finds the
+    /// previous one interrupted fails instead of running again.
+    async fn once<T, F>(&self, attempt: u32, path: &str, rerun_safe: bool, work: F) -> ApiResult<T>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        F: std::future::Future<Output = ApiResult<T>>,
+    {
+        let mut h = self.held().await?;
+        if h.attempt != attempt {
+            return Err(superseded(attempt, h.attempt));
+        }
+        if let Some(v) = h.done.get(path) {
+            return Ok(serde_json::from_value(v.clone())?);
+        }
+        if !rerun_safe && h.running.as_deref() == Some(path) {
+            return Err(ApiError::unavailable(format!(
+                "{path} of attempt {attempt} was interrupted; its builder is in an unknown state"
+            )));
+        }
+        h.running = Some(path.to_owned());
+        self.save(&h).await?;
+        let out = work.await?;
+        let mut h = self.held().await?;
+        if h.attempt == attempt {
+            h.done.insert(path.to_owned(), serde_json::to_value(&out)?);
+            h.running = None;
+            self.save(&h).await?;
+        }
+        Ok(out)
+    }
+
+    async fn start(&self, s: StartBuilder) -> ApiResult<Started> {
         let mut h = self.held().await?;
         let runtime = self.runtime()?;
-        if h.attempt == s.attempt && h.container.is_some() {
-            return Ok(());
+        if h.attempt == s.attempt
+            && let (Some(container), Some(secret)) = (&h.container, &h.secret)
+        {
+            // A replay: the attempt's container exists; make sure it is up.
+            let health = wait_healthy(&runtime, container, secret, START_TIMEOUT_MS, false)
+                .await
+                .map_err(ApiError::unavailable)?;
+            return Ok(Started {
+                base_digest: health.base_digest,
+            });
         }
         if let Some(old) = h.container.take() {
             runtime
@@ -218,12 +280,15 @@ impl BuildRunner {
             container: Some(container.clone()),
             secret: Some(secret.clone()),
             attempt: s.attempt,
+            ..Held::default()
         };
         self.save(&h).await?;
-        wait_healthy(&runtime, &container, &secret, START_TIMEOUT_MS, false)
+        let health = wait_healthy(&runtime, &container, &secret, START_TIMEOUT_MS, false)
             .await
             .map_err(ApiError::unavailable)?;
-        Ok(())
+        Ok(Started {
+            base_digest: health.base_digest,
+        })
     }
 
     async fn bundle(&self, p: PushBundle) -> ApiResult<()> {
@@ -257,6 +322,7 @@ impl BuildRunner {
         let body = serde_json::to_string(&serde_json::json!({
             "packages": r.packages,
             "commands": r.commands,
+            "timeout_secs": r.timeout_secs,
         }))?;
         let mut resp = self
             .call_agent(
@@ -336,6 +402,7 @@ impl BuildRunner {
                 "application/json",
             )
             .await?;
+        let announced = resp.headers().get("x-layer-sha256")?;
         let bucket = self.env.bucket(BUCKET)?;
         let (digest, size) = objects::put_stream(&bucket, &c.key, resp.stream()?, MAX_LAYER_BYTES)
             .await
@@ -348,6 +415,12 @@ impl BuildRunner {
                 }
                 objects::PutError::Store(e) => e,
             })?;
+        // What arrived is what the agent wrote.
+        if let Some(announced) = announced.filter(|a| *a != digest) {
+            return Err(ApiError::unavailable(format!(
+                "the layer arrived damaged: SHA-256 {digest}, the builder wrote {announced}"
+            )));
+        }
         Ok(Stored { digest, size })
     }
 
@@ -367,19 +440,28 @@ impl BuildRunner {
         let path = req.path();
         let ok = |v: &serde_json::Value| -> ApiResult<Response> { Ok(Response::from_json(v)?) };
         match path.as_str() {
-            "/start" => {
-                self.start(req.json().await?).await?;
-                ok(&serde_json::json!({}))
-            }
+            "/start" => Ok(Response::from_json(&self.start(req.json().await?).await?)?),
             "/bundle" => {
-                self.bundle(req.json().await?).await?;
+                let p: PushBundle = req.json().await?;
+                self.once(p.attempt, "/bundle", true, self.bundle(p.clone()))
+                    .await?;
                 ok(&serde_json::json!({}))
             }
-            "/run" => Ok(Response::from_json(&self.run(req.json().await?).await?)?),
+            "/run" => {
+                let r: RunSetup = req.json().await?;
+                let out = self
+                    .once(r.attempt, "/run", false, self.run(r.clone()))
+                    .await?;
+                Ok(Response::from_json(&out)?)
+            }
             "/log" => Ok(Response::from_json(&self.live_log().await?)?),
-            "/capture" => Ok(Response::from_json(
-                &self.capture(req.json().await?).await?,
-            )?),
+            "/capture" => {
+                let c: CaptureLayer = req.json().await?;
+                let out = self
+                    .once(c.attempt, "/capture", true, self.capture(c.clone()))
+                    .await?;
+                Ok(Response::from_json(&out)?)
+            }
             "/destroy" => {
                 self.destroy().await?;
                 ok(&serde_json::json!({}))

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use burstflare_api::runtime::{
     AGENT_PORT, AGENT_TOKEN_HEADER, AgentHealth, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS,
-    ENV_SESSION_ENV, ENV_SESSION_ID, ResourceLimits,
+    ENV_SESSION_ENV, ENV_SESSION_ID, LAYER_SHA256_HEADER, ResourceLimits,
 };
 use burstflare_api::sessions::CommandResult;
 use burstflare_api::{ErrorCode, ErrorEnvelope};
@@ -595,7 +595,10 @@ impl SessionCoordinator {
                 AGENT_PORT,
                 "/layer/apply",
                 &apply,
-                &[(AGENT_TOKEN_HEADER, secret)],
+                &[
+                    (AGENT_TOKEN_HEADER, secret),
+                    (LAYER_SHA256_HEADER, &release.layer_digest),
+                ],
             )
             .await
             .map_err(|e| e.message)?;
@@ -610,9 +613,14 @@ impl SessionCoordinator {
             "/build/run",
             Method::Post,
             Some(
-                serde_json::to_string(&json!({ "commands": release.start }))
-                    .map_err(|e| e.to_string())?
-                    .into(),
+                serde_json::to_string(&json!({
+                    "commands": release.start,
+                    "timeout_secs": var(&self.env, "START_COMMAND_TIMEOUT_SECONDS", "300")
+                        .parse::<u64>()
+                        .ok(),
+                }))
+                .map_err(|e| e.to_string())?
+                .into(),
             ),
             "application/json",
         )?;

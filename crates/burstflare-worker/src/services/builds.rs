@@ -361,6 +361,9 @@ pub struct StepResult {
     pub millis: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<Stored>,
+    /// `prepare`: the builder's base (see `BuildArtifact::base_image_digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
     #[serde(default)]
     pub skipped: bool,
 }
@@ -380,6 +383,9 @@ pub async fn step(
 ) -> ApiResult<StepResult> {
     let started = now();
     let Some(job) = current(env, build_id, attempt).await? else {
+        if name == "finish" {
+            finish_replayed(env, build_id, attempt).await?;
+        }
         return Ok(StepResult {
             skipped: true,
             ..Default::default()
@@ -409,7 +415,7 @@ pub async fn step(
         }
         "prepare" => {
             let limits = job.manifest.instance_type.limits();
-            build_runner::call::<_, serde_json::Value>(
+            let started: build_runner::Started = build_runner::call(
                 env,
                 build_id,
                 "/start",
@@ -425,6 +431,7 @@ pub async fn step(
                 },
             )
             .await?;
+            result.base_digest = started.base_digest;
             if job.bundle_digest.is_some() {
                 build_runner::call::<_, serde_json::Value>(
                     env,
@@ -447,6 +454,9 @@ pub async fn step(
                     attempt,
                     packages: job.manifest.packages.clone(),
                     commands: job.manifest.setup.clone(),
+                    timeout_secs: var(env, "BUILD_COMMAND_TIMEOUT_SECONDS", "1800")
+                        .parse()
+                        .ok(),
                     log_key: log_key(&job.template_id, build_id, attempt),
                 },
             )
@@ -491,6 +501,7 @@ pub async fn step(
                 layer_digest: layer.digest,
                 layer_size: layer.size,
                 base_image: image_of(env, &job.manifest),
+                base_image_digest: earlier.get("prepare").and_then(|r| r.base_digest.clone()),
                 manifest_hash: job.manifest_hash.clone(),
                 bundle_digest: job.bundle_digest.clone(),
                 steps,
@@ -516,6 +527,21 @@ pub async fn step(
     }
     result.millis = u64::try_from(now() - started).unwrap_or(0);
     Ok(result)
+}
+
+/// A replay of `finish` after the build was marked succeeded: the rest of
+/// what `finish` does (attempt history, builder removal) is done again.
+async fn finish_replayed(env: &Env, build_id: &str, attempt: u32) -> ApiResult<()> {
+    let Some(row) = store::find(env, build_id).await? else {
+        return Ok(());
+    };
+    let p = row.progress()?;
+    if p.state == BuildState::Succeeded && p.attempts == attempt {
+        store::finish_attempt(env, build_id, attempt, "succeeded", None, now()).await?;
+        let _ =
+            build_runner::call::<_, serde_json::Value>(env, build_id, "/destroy", &json!({})).await;
+    }
+    Ok(())
 }
 
 /// A failed step of `attempt`: the state machine decides what comes next.

@@ -112,6 +112,7 @@ pub async fn promote(
         build_id: parse_id(&build.id, "build_id")?,
         version_id: parse_id(&version.id, "version_id")?,
         base_image: artifact.base_image,
+        base_image_digest: artifact.base_image_digest,
         layer_digest: artifact.layer_digest,
         layer_size: artifact.layer_size,
         manifest_hash: artifact.manifest_hash,
