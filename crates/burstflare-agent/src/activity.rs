@@ -58,11 +58,13 @@ impl Drop for OpenGuard {
     }
 }
 
-/// All channels.
+/// All channels, and whether the agent is draining (SIGTERM received, a
+/// final snapshot awaited).
 #[derive(Debug, Default, Clone)]
 pub struct Activity {
     pub ssh: Arc<Channel>,
     pub terminal: Arc<Channel>,
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl Activity {
@@ -70,6 +72,48 @@ impl Activity {
         AgentActivity {
             ssh: self.ssh.snapshot(),
             terminal: self.terminal.snapshot(),
+            draining: self.lifecycle.draining(),
+        }
+    }
+}
+
+/// The shutdown handshake with the control plane. The control plane calls
+/// `POST /lifecycle/release` before it stops a container itself (the agent
+/// then exits at once on SIGTERM) and after the final snapshot of a draining
+/// agent (which then exits).
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    draining: std::sync::atomic::AtomicBool,
+    released: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Lifecycle {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until released (at once if it already was).
+    pub async fn until_released(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.released() {
+                return;
+            }
+            notified.await;
         }
     }
 }

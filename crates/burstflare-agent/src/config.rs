@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use burstflare_api::runtime::{
-    AGENT_PORT, ENV_AGENT_PORT, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS, ENV_SESSION_ENV,
-    ENV_SESSION_ID, LOGIN_USER, SSH_PORT,
+    AGENT_PORT, ENV_AGENT_PORT, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS, ENV_DRAIN_SECS,
+    ENV_SESSION_ENV, ENV_SESSION_ID, LOGIN_USER, SSH_PORT,
 };
 
 use crate::session_env::{self, SessionEnv};
@@ -86,6 +86,8 @@ pub struct Config {
     pub environment_file: Option<PathBuf>,
     pub profile_env_file: Option<PathBuf>,
     pub terminal_grace: Duration,
+    /// How long to wait for a final snapshot after SIGTERM (0: none).
+    pub drain: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -107,6 +109,7 @@ impl std::fmt::Debug for Config {
             .field("environment_file", &self.environment_file)
             .field("profile_env_file", &self.profile_env_file)
             .field("terminal_grace", &self.terminal_grace)
+            .field("drain", &self.drain)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +175,16 @@ impl Config {
                 })?)
             }
         };
+        let drain = match get(ENV_DRAIN_SECS) {
+            None => Duration::ZERO,
+            Some(v) => {
+                Duration::from_secs(v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                    var: ENV_DRAIN_SECS,
+                    value: v.clone(),
+                    expected: "a number of seconds",
+                })?)
+            }
+        };
         let session_env = session_env::parse(&get(ENV_SESSION_ENV).unwrap_or_default());
         for problem in &session_env.problems {
             tracing::warn!("{problem}");
@@ -200,6 +213,7 @@ impl Config {
             environment_file: get(ENV_ENVIRONMENT_FILE).map(PathBuf::from),
             profile_env_file: get(ENV_PROFILE_ENV_FILE).map(PathBuf::from),
             terminal_grace,
+            drain,
         })
     }
 }

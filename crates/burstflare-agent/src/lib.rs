@@ -61,6 +61,8 @@ pub mod layer;
 pub mod procs;
 pub mod server;
 pub mod session_env;
+pub mod snapshot;
+pub mod snapshot_http;
 pub mod ssh_bridge;
 pub mod sshd;
 pub mod terminal;
@@ -134,6 +136,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let supervisor = Supervisor::spawn(config.sshd.clone(), sshd::sshd_args(&config.host_key_dir));
+    // Restored files belong to the login user; a restored home gets the
+    // session's authorized_keys back.
+    let owner = match (&target, root) {
+        (Ok(t), true) => (t.uid, t.gid),
+        _ => (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        ),
+    };
+    let reinstall = {
+        let config = config.clone();
+        let target = target.as_ref().ok().cloned();
+        Box::new(move || install_authorized_keys(&config, target.as_ref(), root))
+    };
     let terminals = Terminals::new(target, config.session_env.clone(), config.terminal_grace);
     let state = AppState::new(
         terminals.clone(),
@@ -141,7 +157,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config.ssh_target,
         config.host_key_dir.clone(),
         stop_rx.clone(),
-    );
+    )
+    .with_snapshots(owner, reinstall);
     let activity = state.activity.clone();
     let app = server::router(state, Secret::new(&config.secret));
 
@@ -169,6 +186,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             false
         }
     };
+    // SIGTERM from the platform (not after the control plane released us):
+    // stop sshd and the shells, then keep serving until the control plane
+    // has taken its final snapshot, or the drain time is up.
+    let lifecycle = activity.lifecycle.clone();
+    let mut supervisor = Some(supervisor);
+    if server_running && !config.drain.is_zero() && !lifecycle.released() {
+        lifecycle.start_draining();
+        tracing::info!(
+            secs = config.drain.as_secs(),
+            "draining: sshd and the shells stop; waiting for the final snapshot"
+        );
+        if let Some(s) = supervisor.take() {
+            tokio::join!(terminals.shutdown(), s.stop());
+        }
+        match tokio::time::timeout(config.drain, lifecycle.until_released()).await {
+            Ok(()) => tracing::info!("released after the final snapshot"),
+            Err(_) => tracing::warn!("no final snapshot within the drain time; exiting"),
+        }
+    }
     let _ = stop_tx.send(true);
     if server_running
         && tokio::time::timeout(DRAIN_TIMEOUT, &mut server)
@@ -177,7 +213,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     {
         server.abort();
     }
-    tokio::join!(terminals.shutdown(), supervisor.stop());
+    if let Some(s) = supervisor {
+        tokio::join!(terminals.shutdown(), s.stop());
+    }
     // Let the WebSockets deliver their last words (exit codes, Close frames).
     let deadline = tokio::time::Instant::now() + GOODBYE_TIMEOUT;
     let open = || {

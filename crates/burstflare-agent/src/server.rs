@@ -53,6 +53,8 @@ pub struct AppState {
     pub verified_start: Arc<AtomicU64>,
     /// Turns true when the agent shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Snapshot scans, blob streams and restores ([`crate::snapshot_http`]).
+    pub snapshots: Arc<crate::snapshot_http::Snapshots>,
 }
 
 impl AppState {
@@ -72,7 +74,25 @@ impl AppState {
             started: Instant::now(),
             verified_start: Arc::new(AtomicU64::new(0)),
             shutdown,
+            snapshots: Arc::new(crate::snapshot_http::Snapshots::new(
+                (
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                ),
+                Box::new(|| {}),
+            )),
         }
+    }
+
+    /// Restores go to `owner` and run `after_restore` when done.
+    #[must_use]
+    pub fn with_snapshots(
+        mut self,
+        owner: (u32, u32),
+        after_restore: Box<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        self.snapshots = Arc::new(crate::snapshot_http::Snapshots::new(owner, after_restore));
+        self
     }
 }
 
@@ -81,6 +101,7 @@ pub fn router(state: AppState, secret: Secret) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/activity", get(activity))
+        .route("/lifecycle/release", post(release))
         .route("/ssh", get(ssh))
         .route("/terminal", get(terminal))
         .route(
@@ -92,6 +113,18 @@ pub fn router(state: AppState, secret: Secret) -> Router {
         .route(
             "/layer/apply",
             post(layer_apply).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/snapshot/scan",
+            post(crate::snapshot_http::scan).layer(DefaultBodyLimit::max(64 * 1024)),
+        )
+        .route(
+            "/snapshot/blobs",
+            post(crate::snapshot_http::blobs).layer(DefaultBodyLimit::max(512 << 20)),
+        )
+        .route(
+            "/snapshot/restore",
+            post(crate::snapshot_http::restore).layer(DefaultBodyLimit::disable()),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -354,6 +387,14 @@ fn base_digest() -> Option<String> {
 
 async fn activity(State(app): State<AppState>) -> Json<AgentActivity> {
     Json(app.activity.snapshot())
+}
+
+/// `POST /lifecycle/release`: the control plane is done with this container
+/// (it stops it itself, or took the final snapshot of a draining agent), so
+/// SIGTERM ends the agent at once.
+async fn release(State(app): State<AppState>) -> Json<serde_json::Value> {
+    app.activity.lifecycle.release();
+    Json(serde_json::json!({ "released": true }))
 }
 
 async fn ssh(

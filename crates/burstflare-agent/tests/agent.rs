@@ -44,6 +44,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 struct AgentBuilder {
     ssh_target: SocketAddr,
     grace_secs: u64,
+    drain_secs: u64,
     sshd_script: Option<String>,
 }
 
@@ -52,8 +53,14 @@ impl AgentBuilder {
         Self {
             ssh_target,
             grace_secs: 600,
+            drain_secs: 0,
             sshd_script: None,
         }
+    }
+
+    fn drain_secs(mut self, secs: u64) -> Self {
+        self.drain_secs = secs;
+        self
     }
 
     fn grace_secs(mut self, secs: u64) -> Self {
@@ -108,6 +115,7 @@ impl AgentBuilder {
                 "BURSTFLARE_AGENT_TERMINAL_GRACE_SECS",
                 self.grace_secs.to_string(),
             )
+            .env("BURSTFLARE_DRAIN_SECS", self.drain_secs.to_string())
             .env("RUST_LOG", "info,burstflare_agent=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -956,6 +964,67 @@ async fn sshd_is_restarted_after_it_dies() {
     let runs = agent.wait_sshd_runs(2).await;
     assert_ne!(runs[1].0, first);
     assert_eq!(runs[1].1, runs[0].1);
+}
+
+/// With a drain time (sessions with persisted paths), SIGTERM from the
+/// platform stops sshd but keeps the agent serving until the control plane
+/// releases it after its final snapshot; released before, it exits at once.
+#[tokio::test]
+async fn sigterm_drains_until_released() {
+    let (target, _conns) = echo_server().await;
+    let mut agent = AgentBuilder::new(target).drain_secs(60).start();
+    agent.health_until(|h| h.sshd_running).await;
+    let sshd_pid = agent.wait_sshd_runs(1).await[0].0;
+    let before: AgentActivity = agent.get_ok("/activity").await;
+    assert!(!before.draining);
+    kill(agent.pid(), Signal::SIGTERM).unwrap();
+    let draining = agent.activity_until(|a| a.draining).await;
+    assert!(draining.draining);
+    wait_gone(sshd_pid).await;
+    // Still serving (a snapshot would be taken now), not exiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "exited while draining"
+    );
+    let (status, body) = http(
+        agent.addr,
+        "POST",
+        "/lifecycle/release",
+        Some(&agent.secret),
+    )
+    .await;
+    assert_eq!((status, &body["released"]), (200, &true.into()));
+    let started = Instant::now();
+    let status = agent.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", agent.logs());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        agent.logs().contains("released after the final snapshot"),
+        "{}",
+        agent.logs()
+    );
+
+    // Released first (the control plane stops it itself): no drain.
+    let (target, _conns) = echo_server().await;
+    let mut agent = AgentBuilder::new(target).drain_secs(60).start();
+    agent.health_until(|h| h.sshd_running).await;
+    let (status, _) = http(
+        agent.addr,
+        "POST",
+        "/lifecycle/release",
+        Some(&agent.secret),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    let status = agent.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

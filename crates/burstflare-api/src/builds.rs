@@ -92,6 +92,10 @@ pub struct ReleaseSpec {
     pub ports: Vec<burstflare_domain::template::Port>,
     pub persist: Vec<String>,
     pub sleep_ttl_secs: u32,
+    /// Seconds a session may sleep before it is deleted (none in releases
+    /// made before the manifest had `retention`: the deployment's default).
+    #[serde(default)]
+    pub retention_secs: Option<u32>,
     pub instance_type: burstflare_domain::InstanceType,
     pub editor: bool,
 }

@@ -119,6 +119,19 @@ pub enum ErrorCode {
     ReleaseNotFound,
     /// The command is not valid in the build's state; `details.state` names it.
     InvalidBuildState,
+    SnapshotNotFound,
+    /// An uploaded snapshot breaks the rules (a path outside the persisted
+    /// paths, `..`, a symlink escape, content that does not match its digest).
+    InvalidSnapshot,
+    /// Only a `ready` snapshot restores, and only into a session whose
+    /// persisted paths cover it; `details.state` names the snapshot's state.
+    InvalidSnapshotState,
+    /// Taking the snapshot failed; the session keeps running, nothing was
+    /// lost, `details.reason` says why.
+    SnapshotFailed,
+    /// The agent refused the restore (an entry outside the persisted paths,
+    /// a digest mismatch); nothing was changed.
+    RestoreRefused,
     /// Something went wrong on our side; quote the request id when reporting it.
     Internal,
     /// A code this client does not know yet (newer server).

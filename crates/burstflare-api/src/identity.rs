@@ -303,6 +303,17 @@ pub enum SessionVisibility {
     Workspace,
 }
 
+/// What happens to a session's snapshots when the session is deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotPolicy {
+    /// They stay (listed under the workspace; restorable into other sessions).
+    #[default]
+    Keep,
+    /// They are deleted with the session.
+    Delete,
+}
+
 /// A workspace's settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkspaceSettings {
@@ -311,6 +322,9 @@ pub struct WorkspaceSettings {
     pub default_instance_type: InstanceType,
     #[serde(default)]
     pub session_visibility: SessionVisibility,
+    /// Snapshots of deleted sessions: kept (default) or deleted with them.
+    #[serde(default)]
+    pub deleted_session_snapshots: SnapshotPolicy,
 }
 
 /// `PATCH /workspaces/{id}/settings`: omitted fields keep their value.
@@ -321,6 +335,8 @@ pub struct UpdateSettingsRequest {
     pub default_instance_type: Option<InstanceType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_visibility: Option<SessionVisibility>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_session_snapshots: Option<SnapshotPolicy>,
 }
 
 /// A workspace with the caller's role and its settings.

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod routes;
 pub mod runtime;
 pub mod sessions;
+pub mod snapshots;
 pub mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};

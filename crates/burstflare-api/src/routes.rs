@@ -375,12 +375,75 @@ pub const ROUTES: &[RouteSpec] = &[
         Session,
     ),
     r(
+        "POST",
+        "/sessions/{session_id}/sleep",
+        "session.sleep",
+        Session,
+    ),
+    r(
         "GET",
         "/sessions/{session_id}/events",
         "session.events",
         Session,
     ),
+    r(
+        "GET",
+        "/sessions/{session_id}/activity",
+        "session.activity",
+        Session,
+    ),
     ws("/sessions/{session_id}/ssh", "session.ssh", Session),
+    // Snapshots of a session's persisted paths.
+    r(
+        "GET",
+        "/sessions/{session_id}/snapshots",
+        "snapshot.list",
+        Session,
+    ),
+    r(
+        "POST",
+        "/sessions/{session_id}/snapshots",
+        "snapshot.create",
+        Session,
+    ),
+    r(
+        "GET",
+        "/sessions/{session_id}/snapshots/{snapshot_id}",
+        "snapshot.get",
+        Session,
+    ),
+    r(
+        "DELETE",
+        "/sessions/{session_id}/snapshots/{snapshot_id}",
+        "snapshot.delete",
+        Session,
+    ),
+    r(
+        "GET",
+        "/sessions/{session_id}/snapshots/{snapshot_id}/download",
+        "snapshot.download",
+        Session,
+    ),
+    r(
+        "POST",
+        "/sessions/{session_id}/snapshots/uploads",
+        "snapshot.upload_grant",
+        Session,
+    ),
+    rb(
+        "POST",
+        "/sessions/{session_id}/restore",
+        "snapshot.restore",
+        Session,
+    ),
+    // Authorised by the signed grant in the query, not by a credential.
+    r("PUT", "/uploads/snapshot", "snapshot.upload", Public),
+    r(
+        "GET",
+        "/workspaces/{workspace_id}/snapshots",
+        "snapshot.list_workspace",
+        Workspace,
+    ),
 ];
 
 /// The outcome of matching a request against [`ROUTES`].

@@ -189,7 +189,17 @@ pub struct ChannelActivity {
 pub struct AgentActivity {
     pub ssh: ChannelActivity,
     pub terminal: ChannelActivity,
+    /// The platform sent the agent SIGTERM and it waits (up to
+    /// [`ENV_DRAIN_SECS`]) for a final snapshot before it exits.
+    #[serde(default)]
+    pub draining: bool,
 }
+
+/// How many seconds the agent, on SIGTERM from the platform, keeps serving
+/// snapshot requests (sshd and terminals stopped) before it exits, unless the
+/// control plane releases it first (`POST /lifecycle/release`). Unset or 0:
+/// it exits at once. Set by the control plane for sessions with persisted paths.
+pub const ENV_DRAIN_SECS: &str = "BURSTFLARE_DRAIN_SECS";
 
 /// Control messages of the agent's `/terminal` WebSocket, sent as **text** frames.
 /// Binary frames carry raw terminal bytes in both directions.

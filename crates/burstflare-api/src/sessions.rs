@@ -18,9 +18,18 @@ pub struct RuntimeSpec {
     pub instance_type: InstanceType,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Absolute paths kept across sleep/stop (snapshots come with persistence).
+    /// Absolute paths kept across sleep, stop and restart (snapshotted
+    /// before, restored after).
     #[serde(default)]
     pub persisted_paths: Vec<String>,
+    /// Seconds without activity after which the running session sleeps (the
+    /// release's `sleep_ttl`; none: the deployment's `SESSION_SLEEP_TTL_SECONDS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_ttl_secs: Option<u32>,
+    /// Seconds the session may sleep before the reconcile job deletes it (the
+    /// release's `retention`; none: `SESSION_RETENTION_SECONDS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_secs: Option<u32>,
     /// The template release the session boots: its layer is applied and its
     /// start commands run before the session is running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +111,16 @@ pub struct CommandResult {
     pub session: Session,
     /// True when the session was already in (or heading to) the requested state.
     pub already_done: bool,
+}
+
+/// One entry of a session's activity log: why it stayed awake or slept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `awake`, `idle`, `sleep`, `sleep_failed`, `wake` or `drain`.
+    pub kind: String,
+    pub detail: String,
 }
 
 /// One entry of a session's event log.

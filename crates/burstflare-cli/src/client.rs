@@ -26,6 +26,7 @@ use burstflare_api::identity::{
     RecoveryStatus, RefreshRequest, RegisterPasskeyRequest, RenameWorkspaceRequest, SignedIn,
     UpdateSettingsRequest, Workspace,
 };
+use burstflare_api::snapshots::{RestoreRequest, RestoreResult, Snapshot};
 use burstflare_api::templates::{
     Bundle, CreateTemplateRequest, CreateVersionRequest, Template, TemplateVersion,
     UpdateTemplateRequest, UploadGrant,
@@ -768,12 +769,23 @@ impl Client {
         grant: &UploadGrant,
         bytes: Vec<u8>,
     ) -> Result<Bundle, ClientError> {
+        self.put_to_grant(grant, "application/gzip", bytes.into())
+            .await
+    }
+
+    /// `PUT`s `body` to a grant's upload URL; the answer as `T`.
+    pub async fn put_to_grant<T: DeserializeOwned>(
+        &self,
+        grant: &UploadGrant,
+        content_type: &str,
+        body: reqwest::Body,
+    ) -> Result<T, ClientError> {
         let url = grant.upload_url.clone();
         let resp = self
             .http
             .put(&url)
-            .header("content-type", "application/gzip")
-            .body(bytes)
+            .header("content-type", content_type)
+            .body(body)
             .send()
             .await
             .map_err(|source| ClientError::Transport {
@@ -796,6 +808,53 @@ impl Client {
             status: status.as_u16(),
             detail: e.to_string(),
         })
+    }
+
+    /// Streams an authenticated `GET` of `path` into `out`; the bytes written.
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, ClientError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let url = self.url(path);
+        let token = self.fresh_token().await?;
+        let mut req = self.http.get(&url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(api_error(status, url, &body));
+        }
+        let mut stream = resp.bytes_stream();
+        let mut n = 0_u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| ClientError::Decode {
+                    url: url.clone(),
+                    status: status.as_u16(),
+                    detail: format!("cannot write the download: {e}"),
+                })?;
+            n += chunk.len() as u64;
+        }
+        out.flush().await.map_err(|e| ClientError::Decode {
+            url: url.clone(),
+            status: status.as_u16(),
+            detail: format!("cannot write the download: {e}"),
+        })?;
+        Ok(n)
     }
 }
 
@@ -874,6 +933,71 @@ impl Client {
 }
 
 impl Client {
+    pub async fn session_activity(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<burstflare_api::sessions::ActivityEntry>, ClientError> {
+        let path = format!("/sessions/{}/activity", encode_segment(session_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn workspace_snapshots(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<Snapshot>, ClientError> {
+        let path = format!("/workspaces/{}/snapshots", encode_segment(workspace_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn snapshots(&self, session_id: &str) -> Result<Vec<Snapshot>, ClientError> {
+        let path = format!("/sessions/{}/snapshots", encode_segment(session_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn create_snapshot(&self, session_id: &str) -> Result<Snapshot, ClientError> {
+        let path = format!("/sessions/{}/snapshots", encode_segment(session_id));
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn snapshot(&self, session_id: &str, id: &str) -> Result<Snapshot, ClientError> {
+        let path = format!(
+            "/sessions/{}/snapshots/{}",
+            encode_segment(session_id),
+            encode_segment(id)
+        );
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    pub async fn delete_snapshot(
+        &self,
+        session_id: &str,
+        id: &str,
+    ) -> Result<Snapshot, ClientError> {
+        let path = format!(
+            "/sessions/{}/snapshots/{}",
+            encode_segment(session_id),
+            encode_segment(id)
+        );
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    pub async fn snapshot_upload_grant(
+        &self,
+        session_id: &str,
+    ) -> Result<UploadGrant, ClientError> {
+        let path = format!("/sessions/{}/snapshots/uploads", encode_segment(session_id));
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn restore(
+        &self,
+        session_id: &str,
+        req: &RestoreRequest,
+    ) -> Result<RestoreResult, ClientError> {
+        let path = format!("/sessions/{}/restore", encode_segment(session_id));
+        self.call(Method::POST, &path, Some(req)).await
+    }
+
     pub async fn create_session(&self, req: &CreateSessionRequest) -> Result<Session, ClientError> {
         self.call(Method::POST, "/sessions", Some(req)).await
     }
@@ -1017,7 +1141,7 @@ fn list_path(base: &str, limit: Option<u32>, cursor: Option<&str>) -> String {
     }
 }
 
-fn encode_segment(s: &str) -> String {
+pub fn encode_segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 

@@ -6,4 +6,5 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod snapshot_files;
 pub mod ssh;

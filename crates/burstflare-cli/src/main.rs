@@ -67,9 +67,12 @@ enum Command {
     /// Show or change the CLI's settings (`config.toml`).
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Development sessions: create, start, stop, restart, delete, events.
+    /// Development sessions: create, start, stop, restart, sleep, delete, events.
     #[command(subcommand)]
     Session(commands::sessions::SessionCmd),
+    /// Snapshots of a session's persisted paths: create, list, restore, delete.
+    #[command(subcommand)]
+    Snapshot(commands::snapshots::SnapshotCmd),
     /// Your SSH public keys, installed in every session you start.
     #[command(subcommand)]
     SshKey(commands::sessions::SshKeyCmd),
@@ -385,6 +388,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Template(cmd) => commands::templates::template(&app, cmd).await,
         Command::Build(cmd) => commands::builds::build(&app, cmd).await,
         Command::Release(cmd) => commands::builds::release(&app, cmd).await,
+        Command::Snapshot(cmd) => commands::snapshots::snapshot(&app, cmd).await,
         Command::Config(ConfigCommand::Show(flag)) => {
             let signed_in = app.dir.token_for(&app.api_url)?.is_some();
             let shown = serde_json::json!({

@@ -128,6 +128,8 @@ typed_id!(/// A build of a template version.
     BuildId, "bld", "build");
 typed_id!(/// An immutable release: exactly what sessions of a template boot.
     ReleaseId, "rel", "release");
+typed_id!(/// A snapshot of a session's persisted paths.
+    SnapshotId, "snp", "snapshot");
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,9 @@ pub mod ratelimit;
 pub mod recovery;
 pub mod schema;
 pub mod session;
+pub mod snapshot;
 pub mod ssh_key;
+pub mod tarball;
 pub mod template;
 pub mod token;
 pub mod webauthn;
@@ -26,7 +28,8 @@ pub mod webauthn;
 pub use account::{DisplayName, Email, Role, TokenName, WorkspaceName, WorkspaceSlug};
 pub use ids::{
     AuditId, AuthSessionId, BuildId, ChallengeId, DeviceAuthId, InviteId, PasskeyId, ProbeId,
-    ReleaseId, SessionId, SshKeyId, TemplateId, TemplateVersionId, TokenId, UserId, WorkspaceId,
+    ReleaseId, SessionId, SnapshotId, SshKeyId, TemplateId, TemplateVersionId, TokenId, UserId,
+    WorkspaceId,
 };
 pub use schema::{SchemaStatus, check_schema};
 pub use session::{

@@ -129,10 +129,18 @@ pub enum SessionCommand {
     Stop,
     Restart,
     Delete,
+    /// Snapshot, then remove the container; any access wakes it.
+    Sleep,
 }
 
 impl SessionCommand {
-    pub const ALL: [SessionCommand; 4] = [Self::Start, Self::Stop, Self::Restart, Self::Delete];
+    pub const ALL: [SessionCommand; 5] = [
+        Self::Start,
+        Self::Stop,
+        Self::Restart,
+        Self::Delete,
+        Self::Sleep,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -140,6 +148,7 @@ impl SessionCommand {
             Self::Stop => "stop",
             Self::Restart => "restart",
             Self::Delete => "delete",
+            Self::Sleep => "sleep",
         }
     }
 }
@@ -164,6 +173,8 @@ pub enum Action {
     RestartRuntime,
     /// Remove any runtime and mark the session `deleted`.
     Delete { runtime: bool },
+    /// Move to `stopping`, remove the runtime (after a snapshot), then `sleeping`.
+    SleepRuntime,
 }
 
 impl Action {
@@ -174,6 +185,7 @@ impl Action {
             Self::StartRuntime | Self::RestartRuntime => Some(DesiredState::Running),
             Self::StopRuntime { .. } => Some(DesiredState::Stopped),
             Self::Delete { .. } => Some(DesiredState::Deleted),
+            Self::SleepRuntime => Some(DesiredState::Sleeping),
         }
     }
 }
@@ -211,6 +223,11 @@ pub fn decide(state: SessionState, command: SessionCommand) -> Result<Action, In
         (S::Running | S::Failed, C::Restart) => Ok(Action::RestartRuntime),
         (S::Created | S::Sleeping | S::Stopped, C::Restart) => Ok(Action::StartRuntime),
         (S::Starting | S::Stopping, C::Restart) => reject,
+
+        // Only a running session has something to put to sleep.
+        (S::Running, C::Sleep) => Ok(Action::SleepRuntime),
+        (S::Sleeping, C::Sleep) => Ok(Action::AlreadyDone),
+        (S::Created | S::Starting | S::Stopping | S::Stopped | S::Failed, C::Sleep) => reject,
     }
 }
 
@@ -219,7 +236,9 @@ pub fn entered_state(action: Action, current: SessionState) -> SessionState {
     match action {
         Action::AlreadyDone => current,
         Action::StartRuntime => SessionState::Starting,
-        Action::StopRuntime { runtime: true } | Action::RestartRuntime => SessionState::Stopping,
+        Action::StopRuntime { runtime: true } | Action::RestartRuntime | Action::SleepRuntime => {
+            SessionState::Stopping
+        }
         Action::StopRuntime { runtime: false } => SessionState::Stopped,
         Action::Delete { .. } => SessionState::Deleted,
     }
@@ -234,6 +253,8 @@ pub enum Observation {
     StartFailed { reason: String },
     /// The runtime was removed after a stop.
     Stopped,
+    /// The runtime was removed after a sleep (its snapshot is stored).
+    Slept,
     /// A running container died on its own.
     Exited { reason: String },
 }
@@ -246,6 +267,7 @@ pub fn observe(state: SessionState, observation: &Observation) -> Option<Session
         (S::Starting, O::Started) => Some(S::Running),
         (S::Starting, O::StartFailed { .. }) => Some(S::Failed),
         (S::Stopping, O::Stopped) => Some(S::Stopped),
+        (S::Stopping, O::Slept) => Some(S::Sleeping),
         (S::Running, O::Exited { .. }) => Some(S::Failed),
         _ => None,
     }
@@ -433,6 +455,7 @@ mod tests {
         match entered_state(action, state) {
             SessionState::Starting => SessionState::Running,
             SessionState::Stopping if action == Action::RestartRuntime => SessionState::Running,
+            SessionState::Stopping if action == Action::SleepRuntime => SessionState::Sleeping,
             SessionState::Stopping => SessionState::Stopped,
             other => other,
         }
@@ -452,6 +475,7 @@ mod tests {
                             }
                             SessionCommand::Stop => SessionState::Stopped,
                             SessionCommand::Delete => SessionState::Deleted,
+                            SessionCommand::Sleep => SessionState::Sleeping,
                         };
                         if action == Action::AlreadyDone {
                             // Already there, or already heading there.
@@ -486,13 +510,16 @@ mod tests {
                     }
                     Err(err) => {
                         assert_eq!(err, InvalidTransition { state, command });
+                        // Sleep needs a running session; the rest is refused
+                        // only while deleted or in transit.
                         assert!(
-                            matches!(
-                                state,
-                                SessionState::Deleted
-                                    | SessionState::Starting
-                                    | SessionState::Stopping
-                            ),
+                            command == SessionCommand::Sleep && state != SessionState::Running
+                                || matches!(
+                                    state,
+                                    SessionState::Deleted
+                                        | SessionState::Starting
+                                        | SessionState::Stopping
+                                ),
                             "{state} + {command} should be accepted"
                         );
                         assert!(err.to_string().contains(state.as_str()));
@@ -559,7 +586,7 @@ mod tests {
                     }
                     Step::Command(command, fail) => {
                         let Ok(action) = decide(state, command) else {
-                            prop_assert!(matches!(state, SessionState::Deleted | SessionState::Starting | SessionState::Stopping));
+                            prop_assert!(command == SessionCommand::Sleep || matches!(state, SessionState::Deleted | SessionState::Starting | SessionState::Stopping));
                             continue;
                         };
                         let entered = entered_state(action, state);
@@ -590,6 +617,12 @@ mod tests {
                                 }
                                 state = observe(entered, &Observation::Stopped).unwrap_or(entered);
                             }
+                            Action::SleepRuntime => {
+                                prop_assert_eq!(entered, SessionState::Stopping);
+                                containers.clear();
+                                state = observe(entered, &Observation::Slept).unwrap_or(entered);
+                                prop_assert_eq!(state, SessionState::Sleeping);
+                            }
                         }
                     }
                 }
@@ -607,12 +640,13 @@ mod tests {
         #[test]
         fn observations_out_of_place_are_ignored(
             state in prop::sample::select(SessionState::ALL.to_vec()),
-            which in 0..4usize,
+            which in 0..5usize,
         ) {
             let obs = [
                 Observation::Started,
                 Observation::StartFailed { reason: "x".into() },
                 Observation::Stopped,
+                Observation::Slept,
                 Observation::Exited { reason: "x".into() },
             ][which].clone();
             if let Some(next) = observe(state, &obs) {

@@ -3,6 +3,7 @@
 pub mod builds;
 pub mod identity;
 pub mod sessions;
+pub mod snapshots;
 pub mod templates;
 pub mod workspaces;
 

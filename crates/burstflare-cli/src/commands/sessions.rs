@@ -56,12 +56,18 @@ pub enum SessionCmd {
     Start(SessionArg),
     /// Stop a session (its container is removed).
     Stop(SessionArg),
-    /// Restart a session in a fresh container.
+    /// Restart a session in a fresh container (its persisted paths are
+    /// snapshotted first and restored).
     Restart(SessionArg),
+    /// Put a running session to sleep: snapshot, remove the container. Any
+    /// SSH access (or `session start`) wakes it.
+    Sleep(SessionArg),
     /// Delete a session and its container.
     Delete(SessionArg),
     /// Show a session's lifecycle events.
     Events(SessionArg),
+    /// Show why a session stayed awake or went to sleep, newest first.
+    Activity(SessionArg),
 }
 
 #[derive(Args)]
@@ -276,7 +282,25 @@ pub async fn session(app: &App, cmd: SessionCmd) -> Result<(), CliError> {
         SessionCmd::Start(arg) => lifecycle(&client, arg, SessionCommand::Start).await,
         SessionCmd::Stop(arg) => lifecycle(&client, arg, SessionCommand::Stop).await,
         SessionCmd::Restart(arg) => lifecycle(&client, arg, SessionCommand::Restart).await,
+        SessionCmd::Sleep(arg) => lifecycle(&client, arg, SessionCommand::Sleep).await,
         SessionCmd::Delete(arg) => lifecycle(&client, arg, SessionCommand::Delete).await,
+        SessionCmd::Activity(arg) => {
+            let s = resolve(&client, &arg.session).await?;
+            let log = client
+                .session_activity(s.id.as_str())
+                .await
+                .map_err(api(format!("could not read the activity of {}", s.name)))?;
+            if arg.json.json {
+                return print_json(&log);
+            }
+            print_table(
+                &["AT", "KIND", "DETAIL"],
+                &log.iter()
+                    .map(|e| vec![fmt_time(Some(e.at)), e.kind.clone(), e.detail.clone()])
+                    .collect::<Vec<_>>(),
+            );
+            Ok(())
+        }
         SessionCmd::Events(arg) => {
             let s = resolve(&client, &arg.session).await?;
             let mut events = Vec::new();
@@ -328,6 +352,7 @@ async fn lifecycle(
         SessionCommand::Stop => "Stopping",
         SessionCommand::Restart => "Restarting",
         SessionCommand::Delete => "Deleting",
+        SessionCommand::Sleep => "Putting to sleep",
     };
     eprintln!("{verb} {}…", s.name);
     let result = client
@@ -463,6 +488,50 @@ fn not_running(s: &Session) -> CliError {
     CliError::user(format!("session {} is {}", s.name, s.state)).hint(hint)
 }
 
+/// Starts a sleeping (or stopped) session for an SSH connection, telling
+/// the user on stderr what happens: `waking s1… restoring 120 MB… ready`.
+async fn wake(client: &Client, s: &Session) -> Result<Session, CliError> {
+    use std::io::Write as _;
+    let mut err = std::io::stderr();
+    let _ = write!(err, "waking {}…", s.name);
+    let _ = err.flush();
+    if let Ok(snapshots) = client.snapshots(s.id.as_str()).await
+        && let Some(latest) = snapshots.iter().find(|x| x.state == "ready")
+    {
+        let _ = write!(err, " restoring {}…", human_bytes(latest.bytes));
+        let _ = err.flush();
+    }
+    let result = client
+        .session_command(s.id.as_str(), SessionCommand::Start)
+        .await;
+    match result {
+        Ok(r) => {
+            let _ = writeln!(err, " ready");
+            Ok(r.session)
+        }
+        Err(e) => {
+            let _ = writeln!(err);
+            Err(api(format!("could not wake session {}", s.name))(e))
+        }
+    }
+}
+
+/// `120 MB`, `4.2 kB`: decimal units, as `ls -h --si` prints them.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 100.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 pub async fn ssh_command(app: &App, args: SshArgs) -> Result<(), CliError> {
     let client = app.signed_in()?;
     if args.stdio && args.pinned && args.session.starts_with("ses_") {
@@ -474,7 +543,13 @@ pub async fn ssh_command(app: &App, args: SshArgs) -> Result<(), CliError> {
         let label = format!("session {}", args.session);
         return ssh::stdio_proxy(&client.ssh_ws_url(&args.session), &token, &label).await;
     }
-    let session = resolve(&client, &args.session).await?;
+    let mut session = resolve(&client, &args.session).await?;
+    if matches!(
+        session.state,
+        SessionState::Sleeping | SessionState::Stopped
+    ) {
+        session = wake(&client, &session).await?;
+    }
     if session.state != SessionState::Running {
         return Err(not_running(&session));
     }

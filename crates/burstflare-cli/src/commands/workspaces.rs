@@ -6,7 +6,7 @@
 use burstflare_api::WorkspaceKind;
 use burstflare_api::identity::{
     AcceptInviteRequest, ChangeRoleRequest, CreateInviteRequest, CreateWorkspaceRequest,
-    RenameWorkspaceRequest, SessionVisibility, UpdateSettingsRequest, Workspace,
+    RenameWorkspaceRequest, SessionVisibility, SnapshotPolicy, UpdateSettingsRequest, Workspace,
 };
 use burstflare_cli::client::Client;
 use burstflare_cli::error::CliError;
@@ -40,6 +40,13 @@ impl From<RoleArg> for Role {
             RoleArg::Viewer => Role::Viewer,
         }
     }
+}
+
+/// `--deleted-session-snapshots`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SnapshotPolicyArg {
+    Keep,
+    Delete,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,6 +86,9 @@ pub enum WorkspaceCmd {
         /// Who sees a member's sessions: only them (and admins), or every member.
         #[arg(long, value_enum)]
         session_visibility: Option<VisibilityArg>,
+        /// What happens to a session's snapshots when it is deleted.
+        #[arg(long, value_enum)]
+        deleted_session_snapshots: Option<SnapshotPolicyArg>,
         #[command(flatten)]
         ws: WorkspaceFlag,
         #[command(flatten)]
@@ -230,7 +240,7 @@ fn show(ws: &Workspace) {
         ws.member_count
     );
     println!(
-        "settings: default instance type {}, session visibility {}",
+        "settings: default instance type {}, session visibility {}, snapshots of deleted sessions: {}",
         serde_json::to_value(ws.settings.default_instance_type)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -238,6 +248,10 @@ fn show(ws: &Workspace) {
         match ws.settings.session_visibility {
             SessionVisibility::Owner => "owner",
             SessionVisibility::Workspace => "workspace",
+        },
+        match ws.settings.deleted_session_snapshots {
+            SnapshotPolicy::Keep => "keep",
+            SnapshotPolicy::Delete => "delete",
         }
     );
 }
@@ -311,6 +325,7 @@ pub async fn workspace(app: &App, cmd: WorkspaceCmd) -> Result<(), CliError> {
         WorkspaceCmd::Settings {
             default_instance_type,
             session_visibility,
+            deleted_session_snapshots,
             ws,
             json,
         } => {
@@ -323,6 +338,10 @@ pub async fn workspace(app: &App, cmd: WorkspaceCmd) -> Result<(), CliError> {
                         session_visibility: session_visibility.map(|v| match v {
                             VisibilityArg::Owner => SessionVisibility::Owner,
                             VisibilityArg::Workspace => SessionVisibility::Workspace,
+                        }),
+                        deleted_session_snapshots: deleted_session_snapshots.map(|v| match v {
+                            SnapshotPolicyArg::Keep => SnapshotPolicy::Keep,
+                            SnapshotPolicyArg::Delete => SnapshotPolicy::Delete,
                         }),
                     },
                 )

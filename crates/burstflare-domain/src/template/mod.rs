@@ -9,6 +9,7 @@
 //! instance_type = "small"         # small | medium | large            (default small)
 //! editor = false                  # serve the browser editor          (default false)
 //! sleep_ttl = "30m"               # idle time before sleep, s|m|h, 1m..=24h (default 30m)
+//! retention = "30d"               # a session asleep this long is deleted, s|m|h|d, 1h..=365d (default 30d)
 //! packages = ["jq", "curl=7.88.1-10+deb12u5"]   # apt packages, optionally pinned
 //! setup = ["mkdir -p /opt/tool"]  # shell commands run when the image is built
 //! start = ["echo started"]        # shell commands run at every boot
@@ -120,6 +121,12 @@ pub const MIN_SLEEP_TTL_SECS: u32 = 60;
 pub const MAX_SLEEP_TTL_SECS: u32 = 24 * 60 * 60;
 /// `sleep_ttl` when the manifest gives none (30m).
 pub const DEFAULT_SLEEP_TTL_SECS: u32 = 30 * 60;
+/// Shortest `retention` (1h).
+pub const MIN_RETENTION_SECS: u32 = 60 * 60;
+/// Longest `retention` (365d).
+pub const MAX_RETENTION_SECS: u32 = 365 * 24 * 60 * 60;
+/// `retention` when the manifest gives none (30d).
+pub const DEFAULT_RETENTION_SECS: u32 = 30 * 24 * 60 * 60;
 /// `persist` when the manifest gives none.
 pub const DEFAULT_PERSIST: &str = "/home/dev";
 
@@ -152,6 +159,15 @@ pub struct Manifest {
     pub editor: bool,
     /// Idle seconds before a session sleeps; written `sleep_ttl = "30m"`.
     pub sleep_ttl_secs: u32,
+    /// Seconds a session may sleep before the reconcile job deletes it;
+    /// written `retention = "30d"`.
+    /// Left out of the stored JSON when it is the default, so the hashes of
+    /// manifests written before the key existed stay the same.
+    #[serde(
+        default = "default_retention",
+        skip_serializing_if = "is_default_retention"
+    )]
+    pub retention_secs: u32,
     /// apt packages, `name` or `name=version`.
     pub packages: Vec<String>,
     /// Shell commands run when the image is built.
@@ -192,6 +208,7 @@ const ERROR_ROOTS: &[&str] = &[
     "instance_type",
     "editor",
     "sleep_ttl",
+    "retention",
     "packages",
     "setup",
     "start",
@@ -241,6 +258,7 @@ impl Manifest {
             instance_type: InstanceType::default(),
             editor: false,
             sleep_ttl_secs: DEFAULT_SLEEP_TTL_SECS,
+            retention_secs: DEFAULT_RETENTION_SECS,
             packages: Vec::new(),
             setup: Vec::new(),
             start: Vec::new(),
@@ -295,6 +313,15 @@ impl Manifest {
                 format!(
                     "{} is out of range; use 1m to 24h",
                     format_duration(self.sleep_ttl_secs)
+                ),
+            ));
+        }
+        if !(MIN_RETENTION_SECS..=MAX_RETENTION_SECS).contains(&self.retention_secs) {
+            return Err(ManifestError::new(
+                "retention",
+                format!(
+                    "{} is out of range; use 1h to 365d",
+                    format_duration(self.retention_secs)
                 ),
             ));
         }
@@ -517,8 +544,19 @@ fn check_persist(paths: &[String]) -> Result<Vec<String>, ManifestError> {
 }
 
 /// `90s`, `30m`, `2h`: the largest unit that divides `secs` exactly.
+fn default_retention() -> u32 {
+    DEFAULT_RETENTION_SECS
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_default_retention(secs: &u32) -> bool {
+    *secs == DEFAULT_RETENTION_SECS
+}
+
 pub(crate) fn format_duration(secs: u32) -> String {
-    if secs != 0 && secs.is_multiple_of(3600) {
+    if secs > 86_400 && secs.is_multiple_of(86_400) {
+        format!("{}d", secs / 86_400)
+    } else if secs != 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
     } else if secs != 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)

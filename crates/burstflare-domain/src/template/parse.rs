@@ -12,11 +12,12 @@ use super::{DEFAULT_PERSIST, MAX_MANIFEST_BYTES, Manifest, ManifestError, Port, 
 use crate::session::InstanceType;
 
 /// Top-level keys, in canonical order.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "base",
     "instance_type",
     "editor",
     "sleep_ttl",
+    "retention",
     "packages",
     "setup",
     "start",
@@ -55,6 +56,10 @@ pub(super) fn parse_toml(text: &str) -> Result<Manifest, ManifestError> {
     if let Some(v) = table.get("sleep_ttl") {
         m.sleep_ttl_secs = parse_duration(string(v, "sleep_ttl")?)
             .map_err(|why| ManifestError::new("sleep_ttl", why))?;
+    }
+    if let Some(v) = table.get("retention") {
+        m.retention_secs = parse_duration(string(v, "retention")?)
+            .map_err(|why| ManifestError::new("retention", why))?;
     }
     if let Some(v) = table.get("packages") {
         m.packages = strings(v, "packages")?;
@@ -211,7 +216,8 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ManifestError {
 /// `"90s"`, `"30m"`, `"2h"` → seconds. Range limits are checked by
 /// [`Manifest::validate`].
 fn parse_duration(s: &str) -> Result<u32, String> {
-    let usage = "use a whole number and a unit s, m or h, like \"90s\", \"30m\" or \"2h\"";
+    let usage =
+        "use a whole number and a unit s, m, h or d, like \"90s\", \"30m\", \"2h\" or \"7d\"";
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(digits_end);
     if digits.is_empty() {
@@ -221,6 +227,7 @@ fn parse_duration(s: &str) -> Result<u32, String> {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
+        "d" => 86_400,
         "" => return Err(format!("{s:?} has no unit; {usage}")),
         _ => return Err(format!("{s:?} is not a duration; {usage}")),
     };
@@ -229,7 +236,7 @@ fn parse_duration(s: &str) -> Result<u32, String> {
         .ok()
         .and_then(|n| n.checked_mul(scale))
         .and_then(|secs| u32::try_from(secs).ok())
-        .ok_or_else(|| format!("{s:?} is out of range; use 1m to 24h"))
+        .ok_or_else(|| format!("{s:?} is out of range"))
 }
 
 /// A TOML basic string: quotes, backslashes and control characters escaped.
@@ -291,6 +298,10 @@ pub(super) fn to_toml(m: &Manifest) -> String {
         "sleep_ttl = {}\n",
         quote(&format_duration(m.sleep_ttl_secs))
     ));
+    out.push_str(&format!(
+        "retention = {}\n",
+        quote(&format_duration(m.retention_secs))
+    ));
     array_line(&mut out, "packages", &m.packages);
     array_line(&mut out, "setup", &m.setup);
     array_line(&mut out, "start", &m.start);
@@ -336,6 +347,9 @@ editor = false
 
 # Idle time before a session sleeps: a whole number and s, m or h, 1m to 24h.
 sleep_ttl = "30m"
+
+# How long a session may sleep before it is deleted: s, m, h or d, 1h to 365d.
+retention = "30d"
 
 # Debian packages to install, optionally pinned: "curl=7.88.1-10+deb12u5".
 packages = []

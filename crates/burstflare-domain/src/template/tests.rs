@@ -49,6 +49,7 @@ fn example() -> Manifest {
         instance_type: InstanceType::Small,
         editor: false,
         sleep_ttl_secs: 1800,
+        retention_secs: 30 * 86_400,
         packages: strings(&["jq", "curl=7.88.1-10+deb12u5"]),
         setup: strings(&["mkdir -p /opt/tool", "echo 1.0 > /opt/tool/VERSION"]),
         start: strings(&["echo started"]),
@@ -254,6 +255,7 @@ fn sleep_ttl_accepts_s_m_h_within_1m_to_24h() {
         ("2h", 7200),
         ("24h", 86400),
         ("1440m", 86400),
+        ("1d", 86400),
         ("0090s", 90),
     ] {
         let m = parse(&format!("base = \"runtime\"\nsleep_ttl = {raw:?}")).unwrap();
@@ -274,7 +276,7 @@ fn sleep_ttl_accepts_s_m_h_within_1m_to_24h() {
         ("-1m", "is not a duration"),
         ("30 m", "is not a duration"),
         ("30M", "is not a duration"),
-        ("1d", "is not a duration"),
+        ("2d", "2d is out of range"),
         ("1h30m", "is not a duration"),
     ] {
         let e = assert_field(&format!("sleep_ttl = {raw:?}"), "sleep_ttl");
@@ -583,6 +585,7 @@ fn canonical_toml_of_the_example() {
 instance_type = "small"
 editor = false
 sleep_ttl = "30m"
+retention = "30d"
 packages = ["jq", "curl=7.88.1-10+deb12u5"]
 setup = ["mkdir -p /opt/tool", "echo 1.0 > /opt/tool/VERSION"]
 start = ["echo started"]
@@ -598,7 +601,7 @@ name = "web"
     assert_eq!(example().to_toml(), expected);
     assert_eq!(
         Manifest::new("runtime").to_toml(),
-        "base = \"runtime\"\ninstance_type = \"small\"\neditor = false\nsleep_ttl = \"30m\"\npackages = []\nsetup = []\nstart = []\npersist = [\"/home/dev\"]\n"
+        "base = \"runtime\"\ninstance_type = \"small\"\neditor = false\nsleep_ttl = \"30m\"\nretention = \"30d\"\npackages = []\nsetup = []\nstart = []\npersist = [\"/home/dev\"]\n"
     );
 }
 
@@ -706,6 +709,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                     instance_type,
                     editor,
                     sleep_ttl_secs: ttl,
+                    retention_secs: 3600 + ttl * 300,
                     packages: packages
                         .into_iter()
                         .map(|(name, version)| match version {

@@ -100,6 +100,39 @@ async fn build_version(c: &Client, tid: &str, manifest: &str) -> Result<Build> {
     Ok(done)
 }
 
+/// Builds version `vid` of template `tid`, waits for it and promotes it.
+pub async fn build_and_promote(c: &Client, tid: &str, vid: &str) -> Result<Build> {
+    let b = c
+        .start_build(
+            tid,
+            &CreateBuildRequest {
+                version_id: vid.parse()?,
+            },
+        )
+        .await?;
+    let done = wait_for(
+        c,
+        b.id.as_str(),
+        &[
+            BuildState::Succeeded,
+            BuildState::Failed,
+            BuildState::DeadLettered,
+            BuildState::Retrying,
+        ],
+        Duration::from_secs(600),
+    )
+    .await?;
+    ensure!(done.state == BuildState::Succeeded, "{done:?}");
+    c.promote(
+        tid,
+        &PromoteRequest {
+            build_id: done.id.clone(),
+        },
+    )
+    .await?;
+    Ok(done)
+}
+
 /// Runs `cmd` over SSH in session `name` as `u`; its stdout.
 async fn ssh(u: &User, name: &str, cmd: &str) -> Result<String> {
     let key = u.key();

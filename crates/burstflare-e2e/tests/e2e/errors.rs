@@ -189,6 +189,13 @@ pub async fn every_route_rejects_unauthenticated_and_bad_bodies(stack: &Stack) -
             description: None,
         })
         .await?;
+    // Session routes with a body check access first: a real session.
+    let session = client
+        .create_session(&burstflare_api::sessions::CreateSessionRequest {
+            name: "every-route".into(),
+            ..Default::default()
+        })
+        .await?;
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(MAX_JSON_BODY_BYTES));
     for spec in ROUTES {
         let path = fill_path(
@@ -197,6 +204,7 @@ pub async fn every_route_rejects_unauthenticated_and_bad_bodies(stack: &Stack) -
                 ("workspace_id", team.id.as_str()),
                 ("user_id", reg.user.id.as_str()),
                 ("template_id", template.id.as_str()),
+                ("session_id", session.id.as_str()),
             ],
         );
         let method = reqwest::Method::from_bytes(spec.method.as_bytes())?;

@@ -1099,7 +1099,7 @@ pub async fn workspaces_roles_invites_and_rules(stack: &Stack) -> Result<()> {
             id,
             &UpdateSettingsRequest {
                 default_instance_type: Some(InstanceType::Medium),
-                session_visibility: None,
+                ..Default::default()
             },
         )
         .await?;
@@ -1134,8 +1134,8 @@ pub async fn workspaces_roles_invites_and_rules(stack: &Stack) -> Result<()> {
         .update_workspace_settings(
             id,
             &UpdateSettingsRequest {
-                default_instance_type: None,
                 session_visibility: Some(SessionVisibility::Workspace),
+                ..Default::default()
             },
         )
         .await?;

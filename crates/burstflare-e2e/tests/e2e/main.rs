@@ -19,6 +19,7 @@ mod builds;
 mod cli;
 mod errors;
 mod identity;
+mod persistence;
 mod platform;
 mod sessions;
 mod support;
@@ -81,6 +82,12 @@ fn main() {
         sessions::sessions_are_private_and_inputs_are_checked,
         sessions::ssh_keys_add_list_remove_and_reject_bad_keys,
         sessions::agent_restarts_sshd_when_it_dies,
+        persistence::persisted_paths_survive_sleep_stop_and_restart,
+        persistence::snapshots_are_incremental_restorable_and_shared,
+        persistence::concurrent_wakes_start_one_container,
+        persistence::idle_sessions_sleep_by_themselves,
+        persistence::uploads_downloads_and_malicious_snapshots,
+        persistence::platform_sigterm_takes_a_final_snapshot,
     ];
     // Run one at a time on the shared stack before the others: they restart its runner.
     let serial: Vec<(&str, TestFn)> = tests![
@@ -101,6 +108,14 @@ fn main() {
         ("builds::replayed_steps_and_command_timeouts", |t| {
             Box::pin(builds::replayed_steps_and_command_timeouts(t))
         }),
+        (
+            "persistence::sleeping_sessions_expire_with_their_retention",
+            |t| {
+                Box::pin(persistence::sleeping_sessions_expire_with_their_retention(
+                    t,
+                ))
+            },
+        ),
         ("identity::expiry_and_rate_limits", |t| {
             Box::pin(identity::expiry_and_rate_limits(t))
         }),

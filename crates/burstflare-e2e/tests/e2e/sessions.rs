@@ -306,17 +306,29 @@ pub async fn stop_start_restart_delete(stack: &Stack) -> Result<()> {
         got.state == SessionState::Stopped && got.runtime_status.as_deref() == Some("absent"),
         "{got:?}"
     );
-    let refused = run(ssh_true(&u)).await?;
-    ensure!(!refused.status.success());
+    // SSH by the owner wakes a stopped session (and says so on stderr).
+    let woke = ok(run(ssh_true(&u)).await?)?;
     ensure!(
-        text(&refused.stderr).contains(&format!("session {} is stopped", s.name)),
+        text(&woke.stderr).contains(&format!("waking {}…", s.name)),
         "{}",
-        text(&refused.stderr)
+        text(&woke.stderr)
     );
-    // The bridge itself says the same to a client that skips the CLI's check.
+    let got = u.client.get_session(s.id.as_str()).await?;
+    ensure!(
+        got.state == SessionState::Running && got.generation == 2,
+        "{got:?}"
+    );
+    // A session that never started is not woken: the bridge names its state.
+    let fresh = u
+        .client
+        .create_session(&CreateSessionRequest {
+            name: format!("fresh-{}", unique().replace('-', "")),
+            ..Default::default()
+        })
+        .await?;
     let resp = stack
         .http()
-        .get(stack.api(&format!("/sessions/{}/ssh", s.id)))
+        .get(stack.api(&format!("/sessions/{}/ssh", fresh.id)))
         .bearer_auth(u.client.token().unwrap_or_default())
         .header("upgrade", "websocket")
         .header("connection", "Upgrade")
@@ -326,12 +338,10 @@ pub async fn stop_start_restart_delete(stack: &Stack) -> Result<()> {
         .await?;
     let err = expect_envelope(resp, 409, ErrorCode::InvalidSessionState).await?;
     ensure!(
-        err.details["state"] == "stopped" && err.message.contains("is stopped"),
+        err.details["state"] == "created" && err.message.contains("is created"),
         "{err:?}"
     );
 
-    ok(run(u.cli(&["session", "start", &s.name])).await?)?;
-    ok(run(ssh_true(&u)).await?)?;
     ok(run(u.cli(&["session", "restart", &s.name])).await?)?;
     let restarted = u.client.get_session(s.id.as_str()).await?;
     ensure!(

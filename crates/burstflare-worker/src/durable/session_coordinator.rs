@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use burstflare_api::runtime::{
     AGENT_PORT, AGENT_TOKEN_HEADER, AgentHealth, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS,
-    ENV_SESSION_ENV, ENV_SESSION_ID, LAYER_SHA256_HEADER, ResourceLimits,
+    ENV_DRAIN_SECS, ENV_SESSION_ENV, ENV_SESSION_ID, LAYER_SHA256_HEADER, ResourceLimits,
 };
 use burstflare_api::sessions::CommandResult;
 use burstflare_api::{ErrorCode, ErrorEnvelope};
@@ -48,7 +48,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::platform::{SESSIONS, now, random, var};
 use crate::runtime::{Observed, Runtime, StartSpec};
 use crate::store::sessions::{self as store, EventRecord, SessionRecord};
+use crate::store::snapshots as snapstore;
 use crate::store::{d1, ssh_keys};
+
+use super::snapshot_io;
 
 /// How long a start may take until the agent answers healthy.
 const START_TIMEOUT_MS: i64 = 90_000;
@@ -60,7 +63,17 @@ pub struct SessionCoordinator {
     state: State,
     env: Env,
     lock: Mutex<()>,
+    /// No idle sleep is tried before this time (a failed attempt backs off).
+    sleep_not_before: std::cell::Cell<i64>,
 }
+
+/// Internal headers of `/ssh`: who connects, and whether a stopped session
+/// may be woken for them.
+const WAKE_ACTOR_HEADER: &str = "x-burstflare-actor";
+const WAKE_STOPPED_HEADER: &str = "x-burstflare-wake-stopped";
+
+/// How long an idle sleep that failed (its snapshot did) waits to try again.
+const SLEEP_RETRY_MS: i64 = 60_000;
 
 /// `POST /create`: the new session, started right away when `start` is set
 /// (one call instead of two when the caller asked for `start: true`).
@@ -76,6 +89,10 @@ pub struct CommandRequest {
     pub command: SessionCommand,
     /// `usr_…` of the caller.
     pub actor: String,
+    /// The kind recorded for the snapshot taken before a sleep (default
+    /// `sleep`; `drain` when the platform is stopping the container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_kind: Option<String>,
 }
 
 /// Runtime details never shown through the API.
@@ -85,6 +102,26 @@ struct Private {
     container: Option<String>,
     /// The agent secret of the current generation.
     agent_secret: Option<String>,
+    /// The snapshot the next start restores instead of the newest one.
+    #[serde(default)]
+    restore_on_start: Option<String>,
+    /// When the current generation became `running` (idle time counts from
+    /// here until the agent reports activity).
+    #[serde(default)]
+    awake_since: Option<i64>,
+}
+
+/// `POST /snapshot`: a snapshot of the running session, now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotCall {
+    pub actor: String,
+}
+
+/// `POST /restore`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreCall {
+    pub snapshot_id: String,
+    pub when: burstflare_api::snapshots::RestoreWhen,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +134,26 @@ struct StoredRecord {
 #[derive(Deserialize)]
 struct Count {
     value: i64,
+}
+
+#[derive(Deserialize)]
+struct ActivityRow {
+    at: i64,
+    kind: String,
+    detail: String,
+}
+
+/// Entries the activity log keeps.
+const ACTIVITY_KEPT: i64 = 500;
+
+/// What the monitor found about a running session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tick {
+    Awake,
+    /// Idle past its sleep TTL.
+    Idle,
+    /// Its agent is draining: the platform is stopping the container.
+    Draining,
 }
 
 /// A loaded session with its private half.
@@ -115,6 +172,11 @@ impl SessionCoordinator {
         )?;
         sql.exec(
             "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, json TEXT NOT NULL)",
+            None,
+        )?;
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS activity (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+             at INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL)",
             None,
         )?;
         Ok(())
@@ -340,6 +402,17 @@ impl SessionCoordinator {
         })?;
         let command = Some(req.command);
         let actor = req.actor.as_str();
+        // Whatever takes a running container away keeps its persisted paths
+        // first; a failed snapshot keeps the session running, with the reason.
+        let kind = match action {
+            Action::SleepRuntime => Some(req.snapshot_kind.as_deref().unwrap_or("sleep")),
+            Action::StopRuntime { runtime: true } => Some("stop"),
+            Action::RestartRuntime => Some("restart"),
+            _ => None,
+        };
+        if let Some(kind) = kind.filter(|_| l.rec.state == SessionState::Running) {
+            self.auto_snapshot(&l, kind, req.command).await?;
+        }
         if let Some(desired) = action.desired() {
             l.rec.desired_state = desired;
         }
@@ -351,7 +424,11 @@ impl SessionCoordinator {
                 });
             }
             Action::StartRuntime => {
+                let from = l.rec.state;
                 self.start(&mut l, command, actor).await?;
+                if matches!(from, SessionState::Sleeping | SessionState::Stopped) {
+                    self.note_activity("wake", &format!("started from {from} by {actor}"));
+                }
             }
             Action::RestartRuntime => {
                 let to = entered_state(action, l.rec.state);
@@ -393,6 +470,26 @@ impl SessionCoordinator {
                     .await?;
                 }
             }
+            Action::SleepRuntime => {
+                self.transition(
+                    &mut l,
+                    SessionState::Stopping,
+                    command,
+                    actor,
+                    "sleep requested".into(),
+                )
+                .await?;
+                self.remove_container(&mut l).await?;
+                let next = observe(l.rec.state, &Observation::Slept).unwrap_or(l.rec.state);
+                self.transition(
+                    &mut l,
+                    next,
+                    None,
+                    SYSTEM_ACTOR,
+                    "snapshot stored and container removed".into(),
+                )
+                .await?;
+            }
             Action::Delete {
                 runtime: has_runtime,
             } => {
@@ -423,6 +520,23 @@ impl SessionCoordinator {
             return Ok(());
         };
         let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
+        // We stop it ourselves: its agent need not wait for a final snapshot.
+        if let Some(secret) = &l.private.agent_secret
+            && let Ok(release) = Request::new_with_init(
+                "http://agent/lifecycle/release",
+                RequestInit::new().with_method(Method::Post),
+            )
+        {
+            let _ = runtime
+                .fetch(
+                    &container,
+                    AGENT_PORT,
+                    "/lifecycle/release",
+                    &release,
+                    &[(AGENT_TOKEN_HEADER, secret)],
+                )
+                .await;
+        }
         runtime.destroy(&container).await.map_err(runtime_error)?;
         l.private.container = None;
         l.private.agent_secret = None;
@@ -458,6 +572,7 @@ impl SessionCoordinator {
                 l.rec.runtime_status = Some("running".into());
                 l.rec.runtime_state = Some(format!("container {container} running"));
                 l.rec.runtime_updated_at = Some(now());
+                l.private.awake_since = Some(now());
                 self.transition(
                     l,
                     SessionState::Running,
@@ -506,6 +621,13 @@ impl SessionCoordinator {
         let mut env: BTreeMap<String, String> = l.rec.spec.env.clone();
         env.insert(ENV_AGENT_SECRET.into(), secret.clone());
         env.insert(ENV_SESSION_ID.into(), l.rec.id.clone());
+        // With persisted paths, SIGTERM from the platform waits for a final snapshot.
+        if !l.rec.spec.persisted_paths.is_empty() {
+            env.insert(
+                ENV_DRAIN_SECS.into(),
+                var(&self.env, "SESSION_DRAIN_SECONDS", "120"),
+            );
+        }
         // Login sessions (sshd, `runuser -l`) start with a clean environment;
         // the agent republishes the user's variables for them.
         env.insert(
@@ -542,7 +664,242 @@ impl SessionCoordinator {
             self.prepare_release(&runtime, &container, &secret, release)
                 .await?;
         }
+        self.hydrate(l, &runtime, &container, &secret).await?;
         Ok(health)
+    }
+
+    /// Restores the chosen snapshot (else the newest ready one) into a
+    /// container that just started; the error is the reason shown to users.
+    async fn hydrate(
+        &self,
+        l: &mut Loaded,
+        runtime: &Runtime,
+        container: &str,
+        secret: &str,
+    ) -> Result<(), String> {
+        let roots = &l.rec.spec.persisted_paths;
+        if roots.is_empty() {
+            return Ok(());
+        }
+        let ise = |e: ApiError| e.internal.unwrap_or(e.message);
+        let row = match l.private.restore_on_start.clone() {
+            Some(id) => snapstore::find(&self.env, &id)
+                .await
+                .map_err(ise)?
+                .filter(|r| r.state == "ready")
+                .ok_or_else(|| format!("snapshot {id} chosen for this start is gone"))?,
+            None => match snapstore::latest_ready(&self.env, &l.rec.id)
+                .await
+                .map_err(ise)?
+            {
+                Some(row) => row,
+                None => return Ok(()),
+            },
+        };
+        let manifest = snapshot_io::manifest(&self.env, &row).await?;
+        let agent = snapshot_io::Agent {
+            runtime,
+            container,
+            secret,
+        };
+        snapshot_io::restore(&self.env, &agent, &row.workspace_id, &manifest, roots)
+            .await
+            .map_err(|e| format!("restoring snapshot {} failed: {e}", row.id))?;
+        if l.private.restore_on_start.take().is_some() {
+            self.save(l, None).map_err(ise)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a snapshot of the running session into a new row; the row
+    /// (ready) or a 503 `snapshot_failed` with the reason.
+    async fn take_snapshot(
+        &self,
+        l: &Loaded,
+        kind: &str,
+        actor: &str,
+    ) -> ApiResult<snapstore::SnapshotRow> {
+        let (Some(container), Some(secret)) = (&l.private.container, &l.private.agent_secret)
+        else {
+            return Err(ApiError::internal("a running session without a container"));
+        };
+        let id = burstflare_domain::SnapshotId::from_random(random::<16>()?).to_string();
+        let roots = l.rec.spec.persisted_paths.clone();
+        let mut row = snapstore::SnapshotRow {
+            id,
+            workspace_id: l.rec.workspace_id.clone(),
+            session_id: l.rec.id.clone(),
+            session_name: l.rec.name.clone(),
+            kind: kind.to_owned(),
+            state: "pending".into(),
+            roots_json: serde_json::to_string(&roots)?,
+            files: 0,
+            bytes: 0,
+            new_blobs: 0,
+            new_bytes: 0,
+            skipped_json: "[]".into(),
+            error: None,
+            created_by: actor.to_owned(),
+            created_at: now(),
+            completed_at: None,
+        };
+        snapstore::insert(&self.env, &row).await?;
+        let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
+        let agent = snapshot_io::Agent {
+            runtime: &runtime,
+            container,
+            secret,
+        };
+        match snapshot_io::take(&self.env, &agent, &row, &roots).await {
+            Ok((done, _)) => {
+                let at = now();
+                snapstore::complete(&self.env, &row.id, &done, at).await?;
+                row.state = "ready".into();
+                row.files = i64::try_from(done.files).unwrap_or(i64::MAX);
+                row.bytes = i64::try_from(done.bytes).unwrap_or(i64::MAX);
+                row.new_blobs = i64::try_from(done.new_blobs).unwrap_or(i64::MAX);
+                row.new_bytes = i64::try_from(done.new_bytes).unwrap_or(i64::MAX);
+                row.skipped_json = done.skipped_json;
+                row.completed_at = Some(at);
+                Ok(row)
+            }
+            Err(reason) => {
+                snapstore::fail(&self.env, &row.id, &reason, now()).await?;
+                Err(ApiError::new(
+                    503,
+                    ErrorCode::SnapshotFailed,
+                    format!("the snapshot of session {:?} failed: {reason}", l.rec.name),
+                )
+                .with_details(json!({ "snapshot_id": row.id, "reason": reason })))
+            }
+        }
+    }
+
+    /// The snapshot before a sleep, stop or restart; a failure keeps the
+    /// session running and says so.
+    async fn auto_snapshot(
+        &self,
+        l: &Loaded,
+        kind: &str,
+        command: SessionCommand,
+    ) -> ApiResult<()> {
+        if l.rec.spec.persisted_paths.is_empty() {
+            return Ok(());
+        }
+        self.take_snapshot(l, kind, SYSTEM_ACTOR)
+            .await
+            .map(|_| ())
+            .map_err(|mut e| {
+                e.message = format!(
+                    "session {:?} keeps running: {}; nothing was lost (retry `{command}`)",
+                    l.rec.name, e.message
+                );
+                e
+            })
+    }
+
+    /// `POST /snapshot`.
+    async fn snapshot(&self, call: SnapshotCall) -> ApiResult<snapstore::SnapshotRow> {
+        let _guard = self.lock.lock().await;
+        let l = self.require()?;
+        if l.rec.state != SessionState::Running {
+            return Err(not_running_for(&l, "snapshot"));
+        }
+        if l.rec.spec.persisted_paths.is_empty() {
+            return Err(ApiError::new(
+                409,
+                ErrorCode::InvalidSessionState,
+                format!(
+                    "session {:?} has no persisted paths; nothing would be kept",
+                    l.rec.name
+                ),
+            ));
+        }
+        self.take_snapshot(&l, "manual", &call.actor).await
+    }
+
+    /// `POST /restore`: into the running container now, or chosen for the
+    /// next start.
+    async fn restore(&self, call: RestoreCall) -> ApiResult<snapshot_io::Restored> {
+        use burstflare_api::snapshots::RestoreWhen;
+        let _guard = self.lock.lock().await;
+        let mut l = self.require()?;
+        let row = snapstore::find(&self.env, &call.snapshot_id)
+            .await?
+            .filter(|r| r.workspace_id == l.rec.workspace_id)
+            .ok_or_else(|| {
+                ApiError::not_found(ErrorCode::SnapshotNotFound, "snapshot", &call.snapshot_id)
+            })?;
+        if row.state != "ready" {
+            return Err(ApiError::new(
+                409,
+                ErrorCode::InvalidSnapshotState,
+                format!(
+                    "snapshot {} is {}; only a ready snapshot restores",
+                    row.id, row.state
+                ),
+            )
+            .with_details(json!({ "state": row.state })));
+        }
+        let manifest = snapshot_io::manifest(&self.env, &row)
+            .await
+            .map_err(ApiError::internal)?;
+        burstflare_domain::snapshot::validate(
+            &manifest,
+            &l.rec.spec.persisted_paths,
+            &burstflare_domain::snapshot::Limits::default(),
+        )
+        .map_err(|e| {
+            ApiError::new(
+                409,
+                ErrorCode::InvalidSnapshotState,
+                format!(
+                    "snapshot {} does not fit session {:?}: {e}",
+                    row.id, l.rec.name
+                ),
+            )
+        })?;
+        match call.when {
+            RestoreWhen::NextStart => {
+                if l.rec.state == SessionState::Deleted {
+                    return Err(not_running_for(&l, "restore"));
+                }
+                l.private.restore_on_start = Some(row.id.clone());
+                self.save(&l, None)?;
+                Ok(snapshot_io::Restored::default())
+            }
+            RestoreWhen::Now => {
+                if l.rec.state != SessionState::Running {
+                    return Err(not_running_for(&l, "restore into"));
+                }
+                let (Some(container), Some(secret)) =
+                    (&l.private.container, &l.private.agent_secret)
+                else {
+                    return Err(not_running_for(&l, "restore into"));
+                };
+                let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
+                let agent = snapshot_io::Agent {
+                    runtime: &runtime,
+                    container,
+                    secret,
+                };
+                snapshot_io::restore(
+                    &self.env,
+                    &agent,
+                    &row.workspace_id,
+                    &manifest,
+                    &l.rec.spec.persisted_paths,
+                )
+                .await
+                .map_err(|reason| {
+                    ApiError::new(
+                        422,
+                        ErrorCode::RestoreRefused,
+                        format!("nothing was changed: {reason}"),
+                    )
+                })
+            }
+        }
     }
 
     /// Applies the release's layer (streamed from R2 to the agent) and runs
@@ -685,7 +1042,29 @@ impl SessionCoordinator {
         };
         let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
         match runtime.status(&container).await {
-            Ok(Observed::Running) => {}
+            Ok(Observed::Running) => {
+                let tick = self.idle_past_ttl(&l, &runtime, &container).await;
+                if tick != Tick::Awake {
+                    drop(_guard);
+                    let slept = self
+                        .command(CommandRequest {
+                            command: SessionCommand::Sleep,
+                            actor: SYSTEM_ACTOR.into(),
+                            snapshot_kind: (tick == Tick::Draining).then(|| "drain".into()),
+                        })
+                        .await;
+                    match slept {
+                        Ok(_) => return Ok(()),
+                        Err(e) => {
+                            self.note_activity(
+                                "sleep_failed",
+                                &format!("staying awake: {}", e.message),
+                            );
+                            self.sleep_not_before.set(now() + SLEEP_RETRY_MS);
+                        }
+                    }
+                }
+            }
             Ok(Observed::Exited(reason)) => {
                 let at = now();
                 l.rec.runtime_status = Some("exited".into());
@@ -722,9 +1101,181 @@ impl SessionCoordinator {
         Ok(())
     }
 
+    /// Appends to the activity log: always for `sleep`, `sleep_failed`,
+    /// `wake` and `drain`; for `awake` and `idle` only when the last entry is
+    /// of another kind or a minute old, so a quiet monitor writes little. The
+    /// log keeps its last [`ACTIVITY_KEPT`] entries.
+    fn note_activity(&self, kind: &str, detail: &str) {
+        let sql = self.state.storage().sql();
+        let at = now();
+        if matches!(kind, "awake" | "idle") {
+            let last: Vec<ActivityRow> = sql
+                .exec(
+                    "SELECT at, kind, detail FROM activity ORDER BY seq DESC LIMIT 1",
+                    None,
+                )
+                .and_then(|c| c.to_array())
+                .unwrap_or_default();
+            if last
+                .first()
+                .is_some_and(|r| r.kind == kind && at - r.at < 60_000)
+            {
+                return;
+            }
+        }
+        let inserted = sql.exec(
+            "INSERT INTO activity (at, kind, detail) VALUES (?, ?, ?)",
+            vec![(at as f64).into(), kind.into(), detail.into()],
+        );
+        let trimmed = sql.exec(
+            "DELETE FROM activity WHERE seq <= (SELECT MAX(seq) FROM activity) - ?",
+            vec![(ACTIVITY_KEPT as f64).into()],
+        );
+        if let Err(e) = inserted.and(trimmed) {
+            worker::console_error!("session activity log: {e}");
+        }
+    }
+
+    /// `GET /activity`: the log, newest first.
+    fn activity_log(&self) -> ApiResult<Vec<burstflare_api::sessions::ActivityEntry>> {
+        let rows: Vec<ActivityRow> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT at, kind, detail FROM activity ORDER BY seq DESC LIMIT 500",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| burstflare_api::sessions::ActivityEntry {
+                at: burstflare_api::timestamp(r.at),
+                kind: r.kind,
+                detail: r.detail,
+            })
+            .collect())
+    }
+
+    /// Whether the running session has been idle for its sleep TTL (no SSH or
+    /// terminal bytes either way since it started) or its agent is draining
+    /// (the platform sent it SIGTERM). Notes why in the activity log.
+    async fn idle_past_ttl(&self, l: &Loaded, runtime: &Runtime, container: &str) -> Tick {
+        let ttl_secs = l.rec.spec.sleep_ttl_secs.map_or_else(
+            || {
+                var(&self.env, "SESSION_SLEEP_TTL_SECONDS", "1800")
+                    .parse::<i64>()
+                    .unwrap_or(1800)
+            },
+            i64::from,
+        );
+        let at = now();
+        let Some(secret) = &l.private.agent_secret else {
+            return Tick::Awake;
+        };
+        let Ok(probe) = Request::new("http://agent/activity", Method::Get) else {
+            return Tick::Awake;
+        };
+        let activity = match runtime
+            .fetch(
+                container,
+                AGENT_PORT,
+                "/activity",
+                &probe,
+                &[(AGENT_TOKEN_HEADER, secret)],
+            )
+            .await
+        {
+            Ok(mut resp) if resp.status_code() == 200 => {
+                match resp.json::<burstflare_api::runtime::AgentActivity>().await {
+                    Ok(a) => a,
+                    Err(_) => return Tick::Awake,
+                }
+            }
+            // An agent that does not answer is not evidence of idleness.
+            _ => return Tick::Awake,
+        };
+        if activity.draining {
+            self.note_activity(
+                "drain",
+                "the platform is stopping the container: taking the final snapshot",
+            );
+            return Tick::Draining;
+        }
+        // A failed idle sleep backs off; so does idle sleep turned off.
+        if ttl_secs <= 0 || at < self.sleep_not_before.get() {
+            return Tick::Awake;
+        }
+        // The newest sign of use, and where it came from.
+        let mut last = (l.private.awake_since.unwrap_or(at), "the start");
+        for (name, c) in [("ssh", &activity.ssh), ("terminal", &activity.terminal)] {
+            if let Some(t) = [c.last_input_ms, c.last_output_ms]
+                .into_iter()
+                .flatten()
+                .max()
+                && t > last.0
+            {
+                last = (t, name);
+            }
+        }
+        // An open terminal or SSH connection with traffic keeps it awake;
+        // one that is silent for the whole TTL does not.
+        let idle_secs = (at - last.0).max(0) / 1000;
+        let idle = idle_secs >= ttl_secs;
+        if idle {
+            self.note_activity(
+                "sleep",
+                &format!(
+                    "idle for {idle_secs} s since {} (sleep TTL {ttl_secs} s): going to sleep",
+                    last.1
+                ),
+            );
+        } else if last.1 == "the start" || idle_secs >= 60 {
+            self.note_activity(
+                "idle",
+                &format!(
+                    "idle for {idle_secs} s since {} (sleep TTL {ttl_secs} s)",
+                    last.1
+                ),
+            );
+        } else {
+            let c = if last.1 == "ssh" {
+                &activity.ssh
+            } else {
+                &activity.terminal
+            };
+            self.note_activity(
+                "awake",
+                &format!(
+                    "{} used {idle_secs} s ago ({} bytes in, {} bytes out, {} open)",
+                    last.1, c.bytes_in, c.bytes_out, c.open
+                ),
+            );
+        }
+        if idle { Tick::Idle } else { Tick::Awake }
+    }
+
     /// Bridges an SSH WebSocket to the agent of the running container.
     async fn ssh(&self, req: Request) -> ApiResult<Response> {
-        let l = self.require()?;
+        let mut l = self.require()?;
+        let header = |name: &str| req.headers().get(name).ok().flatten();
+        let wake = match l.rec.state {
+            SessionState::Sleeping => true,
+            SessionState::Stopped => header(WAKE_STOPPED_HEADER).is_some(),
+            _ => false,
+        };
+        if wake {
+            // Concurrent wakes serialise on the command lock: the first
+            // starts the container, the others find it running.
+            let actor = header(WAKE_ACTOR_HEADER).unwrap_or_else(|| SYSTEM_ACTOR.into());
+            self.command(CommandRequest {
+                command: SessionCommand::Start,
+                actor,
+                snapshot_kind: None,
+            })
+            .await?;
+            l = self.require()?;
+        }
         let not_running = || {
             let hint = match l.rec.state {
                 SessionState::Starting => "it is starting; try again in a moment".to_owned(),
@@ -806,6 +1357,7 @@ impl SessionCoordinator {
                     .command(CommandRequest {
                         command: SessionCommand::Start,
                         actor,
+                        snapshot_kind: None,
                     })
                     .await?;
                 ok_json(&started.session)
@@ -815,6 +1367,9 @@ impl SessionCoordinator {
                 ok_json(&self.command(cmd).await?)
             }
             (Method::Get, "/session") => ok_json(&self.require()?.rec),
+            (Method::Post, "/snapshot") => ok_json(&self.snapshot(req.json().await?).await?),
+            (Method::Post, "/restore") => ok_json(&self.restore(req.json().await?).await?),
+            (Method::Get, "/activity") => ok_json(&self.activity_log()?),
             (Method::Get, "/ssh") => self.ssh(req).await,
             _ => Err(ApiError::internal(format!(
                 "SessionCoordinator has no {} {}",
@@ -823,6 +1378,19 @@ impl SessionCoordinator {
             ))),
         }
     }
+}
+
+/// 409 naming the state a session must leave for `what`.
+fn not_running_for(l: &Loaded, what: &str) -> ApiError {
+    ApiError::new(
+        409,
+        ErrorCode::InvalidSessionState,
+        format!(
+            "cannot {what} session {:?} while it is {}; it must be running",
+            l.rec.name, l.rec.state
+        ),
+    )
+    .with_details(json!({ "state": l.rec.state }))
 }
 
 fn runtime_error(e: crate::runtime::RuntimeError) -> ApiError {
@@ -846,6 +1414,7 @@ impl DurableObject for SessionCoordinator {
             state,
             env,
             lock: Mutex::new(()),
+            sleep_not_before: std::cell::Cell::new(0),
         }
     }
 
@@ -923,12 +1492,25 @@ async fn envelope_error(resp: &mut Response) -> ApiError {
 }
 
 /// Forwards a WebSocket upgrade to the coordinator's `/ssh`.
-pub async fn ssh(env: &Env, name: &str, req: &Request) -> ApiResult<Response> {
+/// Bridges an SSH WebSocket. A sleeping session is woken first; a stopped
+/// one too when `wake_stopped` (the caller owns it). `actor` is recorded as
+/// the waker.
+pub async fn ssh(
+    env: &Env,
+    name: &str,
+    req: &Request,
+    actor: &str,
+    wake_stopped: bool,
+) -> ApiResult<Response> {
     let headers = Headers::new();
     for (k, v) in req.headers().entries() {
         if k != "authorization" && k != "cookie" {
             headers.set(&k, &v)?;
         }
+    }
+    headers.set(WAKE_ACTOR_HEADER, actor)?;
+    if wake_stopped {
+        headers.set(WAKE_STOPPED_HEADER, "1")?;
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);

@@ -20,6 +20,7 @@ use burstflare_api::identity::{
 use burstflare_api::ops::CreateProbeRequest;
 use burstflare_api::routes::{Matched, RouteSpec, Scope, match_route};
 use burstflare_api::sessions::{AddSshKeyRequest, CreateSessionRequest};
+use burstflare_api::snapshots::RestoreRequest;
 use burstflare_api::templates::{
     CreateTemplateRequest, CreateVersionRequest, UpdateTemplateRequest,
 };
@@ -41,7 +42,7 @@ use crate::http::{
 use crate::services::workspaces::{self, Membership};
 use crate::services::{
     accounts, audit, builds, device, diagnostics, health, passkeys, recovery, releases, sessions,
-    signin, ssh_keys, templates, tokens,
+    signin, snapshots, ssh_keys, templates, tokens,
 };
 use crate::store::templates::TemplateRow;
 
@@ -271,14 +272,42 @@ async fn dispatch(
             created(&sessions::create(ctx, &caller, b).await?)
         }
         "session.get" => ok(&sessions::get(ctx, &caller, p.get("session_id")?).await?),
+        "session.activity" => ok(&sessions::activity(ctx, &caller, p.get("session_id")?).await?),
+        "snapshot.list" => ok(&snapshots::list(ctx, &caller, p.get("session_id")?).await?),
+        "snapshot.create" => created(&snapshots::create(ctx, &caller, p.get("session_id")?).await?),
+        "snapshot.get" => {
+            ok(&snapshots::get(ctx, &caller, p.get("session_id")?, p.get("snapshot_id")?).await?)
+        }
+        "snapshot.delete" => {
+            ok(
+                &snapshots::delete(ctx, &caller, p.get("session_id")?, p.get("snapshot_id")?)
+                    .await?,
+            )
+        }
+        "snapshot.download" => {
+            Ok(
+                snapshots::download(ctx, &caller, p.get("session_id")?, p.get("snapshot_id")?)
+                    .await?,
+            )
+        }
+        "snapshot.upload_grant" => {
+            created(&snapshots::upload_grant(ctx, &caller, p.get("session_id")?).await?)
+        }
+        "snapshot.restore" => {
+            // Access first: a non-member learns nothing from the body's errors.
+            let rec = sessions::accessible(ctx, &caller, p.get("session_id")?, true).await?;
+            let b: RestoreRequest = body(&mut req).await?;
+            ok(&snapshots::restore(ctx, &caller, &rec, b).await?)
+        }
         "session.delete" => {
             let id = p.get("session_id")?;
             ok(&sessions::command(ctx, &caller, id, SessionCommand::Delete).await?)
         }
-        "session.start" | "session.stop" | "session.restart" => {
+        "session.start" | "session.stop" | "session.restart" | "session.sleep" => {
             let command = match spec.action {
                 "session.start" => SessionCommand::Start,
                 "session.stop" => SessionCommand::Stop,
+                "session.sleep" => SessionCommand::Sleep,
                 _ => SessionCommand::Restart,
             };
             ok(&sessions::command(ctx, &caller, p.get("session_id")?, command).await?)
@@ -327,6 +356,10 @@ async fn public(mut req: Request, ctx: &Ctx, spec: &RouteSpec) -> ApiResult<Resp
         "auth.device_code" => {
             let b: DeviceCodeRequest = body(&mut req).await?;
             ok(&device::create(ctx, b).await?)
+        }
+        "snapshot.upload" => {
+            let grant = query_param(&req, "grant")?;
+            created(&snapshots::upload(ctx, &mut req, grant.as_deref()).await?)
         }
         "template.bundle_upload" => {
             let grant = query_param(&req, "grant")?;
@@ -415,6 +448,7 @@ async fn workspace(
             ok(&workspaces::update_settings(ctx, m, b).await?)
         }
         "workspace.members" => ok(&workspaces::members(ctx, &m).await?),
+        "snapshot.list_workspace" => ok(&snapshots::list_workspace(ctx, caller, &m).await?),
         "workspace.role_change" => {
             let b: ChangeRoleRequest = body(&mut req).await?;
             ok(&workspaces::change_role(ctx, &m, p.get("user_id")?, b).await?)

@@ -15,10 +15,12 @@ pub mod recovery;
 pub mod releases;
 pub mod sessions;
 pub mod signin;
+pub mod snapshots;
 pub mod ssh_keys;
 pub mod templates;
 pub mod tokens;
 pub mod turnstile;
+pub mod uploads;
 pub mod workspaces;
 
 use burstflare_api::ErrorCode;

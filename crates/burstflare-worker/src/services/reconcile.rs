@@ -27,6 +27,12 @@ pub async fn sweep(env: &Env, run_id: &str, trigger: &str) -> ApiResult<()> {
     }
     let purged = identity_cleanup::purge(env, started_at).await?;
     let redispatched = super::builds::redispatch_stuck(env, started_at).await?;
+    let expired = super::sessions::expire_sleeping(env, started_at).await?;
+    if expired > 0 {
+        worker::console_log!(
+            "reconcile {run_id}: deleted {expired} sessions asleep past their retention"
+        );
+    }
     if redispatched > 0 {
         worker::console_log!("reconcile {run_id}: redispatched {redispatched} stuck builds");
     }

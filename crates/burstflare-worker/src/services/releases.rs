@@ -121,6 +121,7 @@ pub async fn promote(
         ports: manifest.ports,
         persist: manifest.persist,
         sleep_ttl_secs: manifest.sleep_ttl_secs,
+        retention_secs: Some(manifest.retention_secs),
         instance_type: manifest.instance_type,
         editor: manifest.editor,
     };

@@ -115,6 +115,8 @@ pub async fn create(ctx: &Ctx, caller: &Caller, req: CreateSessionRequest) -> Ap
             }),
             env,
             persisted_paths: persisted,
+            sleep_ttl_secs: release.as_ref().map(|(spec, _)| spec.sleep_ttl_secs),
+            retention_secs: release.as_ref().and_then(|(spec, _)| spec.retention_secs),
             release: release.map(|(_, boot)| boot),
         },
         host_keys: Vec::new(),
@@ -157,7 +159,7 @@ async fn writable_workspace(
 
 /// The live session `raw_id` if the caller may see it (404 otherwise) and,
 /// with `operate`, act on it (403 otherwise).
-async fn accessible(
+pub async fn accessible(
     ctx: &Ctx,
     caller: &Caller,
     raw_id: &str,
@@ -240,11 +242,58 @@ pub async fn command(
     command: SessionCommand,
 ) -> ApiResult<CommandResult> {
     let rec = accessible(ctx, caller, id, true).await?;
+    run_command(&ctx.env, &rec, command, &caller.user.id).await
+}
+
+/// Runs `command` on `rec` as `actor`; a delete also applies the
+/// workspace's policy for the session's snapshots.
+async fn run_command(
+    env: &worker::Env,
+    rec: &SessionRecord,
+    command: SessionCommand,
+    actor: &str,
+) -> ApiResult<CommandResult> {
     let req = CommandRequest {
         command,
-        actor: caller.user.id.clone(),
+        actor: actor.to_owned(),
+        snapshot_kind: None,
     };
-    coordinator::call(&ctx.env, &rec.id, Method::Post, "/command", Some(&req)).await
+    let done: CommandResult =
+        coordinator::call(env, &rec.id, Method::Post, "/command", Some(&req)).await?;
+    if command == SessionCommand::Delete && !done.already_done {
+        let policy = crate::store::workspaces::settings(env, &rec.workspace_id)
+            .await?
+            .deleted_session_snapshots;
+        if policy == burstflare_api::identity::SnapshotPolicy::Delete {
+            super::snapshots::purge_session(env, &rec.id).await?;
+        }
+    }
+    Ok(done)
+}
+
+/// Deletes sessions that have slept longer than their retention (the
+/// release's `retention`, else `SESSION_RETENTION_SECONDS`, 30 days); their
+/// snapshots follow the workspace's policy. The count deleted.
+pub async fn expire_sleeping(env: &worker::Env, now_ms: i64) -> ApiResult<usize> {
+    let default = var(env, "SESSION_RETENTION_SECONDS", "2592000")
+        .parse::<i64>()
+        .unwrap_or(2_592_000);
+    let mut deleted = 0;
+    for rec in store::sleeping(env, 200).await? {
+        let retention = rec.spec.retention_secs.map_or(default, i64::from);
+        if rec.updated_at + retention * 1000 > now_ms {
+            continue;
+        }
+        match run_command(env, &rec, SessionCommand::Delete, coordinator::SYSTEM_ACTOR).await {
+            Ok(_) => deleted += 1,
+            Err(e) => worker::console_error!(
+                "retention: deleting session {}: {}",
+                rec.id,
+                e.internal.as_deref().unwrap_or(&e.message)
+            ),
+        }
+    }
+    Ok(deleted)
 }
 
 pub async fn events(
@@ -273,6 +322,16 @@ pub async fn events(
     })
 }
 
+/// `GET /sessions/{id}/activity`: why the session stayed awake or slept.
+pub async fn activity(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Vec<burstflare_api::sessions::ActivityEntry>> {
+    let rec = accessible(ctx, caller, id, false).await?;
+    coordinator::call::<(), _>(&ctx.env, &rec.id, Method::Get, "/activity", None).await
+}
+
 /// `GET /sessions/{id}/ssh`: a WebSocket carrying the SSH byte stream.
 pub async fn ssh(ctx: &Ctx, caller: &Caller, id: &str, req: &Request) -> ApiResult<Response> {
     let rec = accessible(ctx, caller, id, true).await?;
@@ -284,5 +343,7 @@ pub async fn ssh(ctx: &Ctx, caller: &Caller, id: &str, req: &Request) -> ApiResu
             "this endpoint speaks WebSocket only; send `Upgrade: websocket` (use `burstflare ssh`)",
         ));
     }
-    coordinator::ssh(&ctx.env, &rec.id, req).await
+    // Access wakes a sleeping session; a stopped one only for its owner.
+    let own = rec.owner_id == caller.user.id;
+    coordinator::ssh(&ctx.env, &rec.id, req, &caller.user.id, own).await
 }

@@ -15,7 +15,6 @@ use burstflare_api::templates::{
     ManifestSource, Template, TemplateVersion, UpdateTemplateRequest, UploadGrant,
 };
 use burstflare_api::{ErrorCode, timestamp};
-use burstflare_domain::grant::{self, Grant};
 use burstflare_domain::policy::Action;
 use burstflare_domain::template::{BaseImage, Manifest, ManifestError, from_devcontainer};
 use burstflare_domain::{SessionName, TemplateId, TemplateVersionId, account::FieldError};
@@ -23,7 +22,7 @@ use serde_json::json;
 use worker::{Request, Response};
 
 use super::workspaces::{self, Membership};
-use super::{new_id, parse_id};
+use super::{new_id, parse_id, uploads};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::platform::{BUCKET, var};
@@ -353,23 +352,6 @@ pub async fn get_version(
     version_to_api(&version_of(ctx, row, raw_id).await?)
 }
 
-fn grant_key(ctx: &Ctx) -> ApiResult<Vec<u8>> {
-    let key = ctx
-        .env
-        .secret("UPLOAD_GRANT_SECRET")
-        .map(|s| s.to_string())
-        .or_else(|_| ctx.env.var("UPLOAD_GRANT_SECRET").map(|v| v.to_string()))
-        .map_err(|_| {
-            ApiError::unavailable("uploads are not configured: UPLOAD_GRANT_SECRET is not set")
-        })?;
-    if key.len() < 32 {
-        return Err(ApiError::unavailable(
-            "uploads are not configured: UPLOAD_GRANT_SECRET must be at least 32 characters",
-        ));
-    }
-    Ok(key.into_bytes())
-}
-
 fn max_bundle_bytes(ctx: &Ctx) -> u64 {
     ctx.env
         .var("MAX_BUNDLE_BYTES")
@@ -390,27 +372,14 @@ pub async fn bundle_grant(
     if v.bundle_digest.is_some() {
         return Err(bundle_exists());
     }
-    let expires_at = ctx.now + BUNDLE_GRANT_SECS * 1000;
-    let max_bytes = max_bundle_bytes(ctx);
-    let token = grant::sign(
-        &Grant {
-            purpose: "bundle".into(),
-            target: v.id.clone(),
-            max_bytes,
-            expires_at,
-        },
-        &grant_key(ctx)?,
-    );
-    let base = var(&ctx.env, "PUBLIC_URL", "http://localhost:8787");
-    Ok(UploadGrant {
-        upload_url: format!(
-            "{}{}/uploads/bundle?grant={token}",
-            base.trim_end_matches('/'),
-            burstflare_api::API_PREFIX
-        ),
-        max_bytes,
-        expires_at: timestamp(expires_at),
-    })
+    uploads::issue(
+        ctx,
+        "bundle",
+        &v.id,
+        max_bundle_bytes(ctx),
+        BUNDLE_GRANT_SECS,
+        "bundle",
+    )
 }
 
 fn bundle_exists() -> ApiError {
@@ -421,34 +390,16 @@ fn bundle_exists() -> ApiError {
     )
 }
 
-fn grant_invalid(message: &str) -> ApiError {
-    ApiError::new(403, ErrorCode::GrantInvalid, message)
-}
-
-fn too_large(max: u64) -> ApiError {
-    ApiError::new(
-        413,
-        ErrorCode::PayloadTooLarge,
-        format!("the bundle exceeds {max} bytes"),
-    )
-    .with_details(json!({ "limit_bytes": max }))
-}
-
 /// `PUT /uploads/bundle?grant=…`: streams the body to R2.
 pub async fn upload_bundle(
     ctx: &Ctx,
     req: &mut Request,
     raw_grant: Option<&str>,
 ) -> ApiResult<Bundle> {
-    let raw = raw_grant.ok_or_else(|| grant_invalid("the upload grant is missing (`?grant=`)"))?;
-    let g =
-        grant::verify(raw, &grant_key(ctx)?, ctx.now).map_err(|e| grant_invalid(&e.to_string()))?;
-    if g.purpose != "bundle" {
-        return Err(grant_invalid("this grant is not for a template bundle"));
-    }
+    let g = uploads::verify(ctx, raw_grant, "bundle", "a template bundle")?;
     let v = store::version_by_id(&ctx.env, &g.target)
         .await?
-        .ok_or_else(|| grant_invalid("the grant's version no longer exists"))?;
+        .ok_or_else(|| uploads::invalid("the grant's version no longer exists"))?;
     ctx.note_target("template_version", &v.id);
     if let Ok(Some(t)) = store::find(&ctx.env, &v.template_id).await {
         ctx.note_workspace(&t.workspace_id);
@@ -463,14 +414,14 @@ pub async fn upload_bundle(
         .flatten()
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > g.max_bytes) {
-        return Err(too_large(g.max_bytes));
+        return Err(uploads::too_large("bundle", g.max_bytes));
     }
     let key = store::bundle_key(&v.template_id, &v.id);
     let bucket = ctx.env.bucket(BUCKET)?;
     let (digest, size) = objects::put_stream(&bucket, &key, req.stream()?, g.max_bytes)
         .await
         .map_err(|e| match e {
-            objects::PutError::TooLarge => too_large(g.max_bytes),
+            objects::PutError::TooLarge => uploads::too_large("bundle", g.max_bytes),
             objects::PutError::Read(reason) => ApiError::new(
                 400,
                 ErrorCode::MalformedJson,

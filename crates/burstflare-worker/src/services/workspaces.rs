@@ -167,6 +167,9 @@ pub async fn update_settings(
     if let Some(t) = req.default_instance_type {
         settings.default_instance_type = t;
     }
+    if let Some(v) = req.deleted_session_snapshots {
+        settings.deleted_session_snapshots = v;
+    }
     if let Some(v) = req.session_visibility {
         settings.session_visibility = v;
     }

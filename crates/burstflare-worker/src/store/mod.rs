@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod recovery;
 pub mod releases;
 pub mod sessions;
+pub mod snapshots;
 pub mod ssh_keys;
 pub mod templates;
 pub mod tokens;

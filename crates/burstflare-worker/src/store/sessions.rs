@@ -225,6 +225,37 @@ pub async fn find_live(env: &Env, id: &str) -> ApiResult<Option<SessionRecord>> 
     row.map(SessionRow::into_record).transpose()
 }
 
+/// The owner of a session, deleted or not.
+pub async fn owner_of(env: &Env, id: &str) -> ApiResult<Option<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        owner_id: String,
+    }
+    let db = d1::db(env)?;
+    let row: Option<Row> = d1::first(
+        &db,
+        "SELECT owner_id FROM sessions WHERE id = ?1",
+        &[text(id)],
+    )
+    .await?;
+    Ok(row.map(|r| r.owner_id))
+}
+
+/// Live sessions that are `sleeping`, longest asleep first (at most `limit`).
+pub async fn sleeping(env: &Env, limit: u32) -> ApiResult<Vec<SessionRecord>> {
+    let db = d1::db(env)?;
+    let rows: Vec<SessionRow> = d1::all(
+        &db,
+        &format!(
+            "SELECT {COLUMNS} FROM sessions WHERE state = 'sleeping' AND deleted_at IS NULL \
+             ORDER BY updated_at LIMIT ?1"
+        ),
+        &[int(i64::from(limit))],
+    )
+    .await?;
+    rows.into_iter().map(SessionRow::into_record).collect()
+}
+
 pub use super::After;
 
 /// Filters of a session list: `owner_id` (one owner's sessions) or, with a

@@ -98,6 +98,27 @@ pub async fn rename(env: &Env, id: &str, name: &str, now: i64) -> ApiResult<()> 
     Ok(())
 }
 
+/// A workspace's settings (defaults when it has none or they do not parse).
+pub async fn settings(
+    env: &Env,
+    id: &str,
+) -> ApiResult<burstflare_api::identity::WorkspaceSettings> {
+    #[derive(Deserialize)]
+    struct Row {
+        settings_json: String,
+    }
+    let db = d1::db(env)?;
+    let row: Option<Row> = d1::first(
+        &db,
+        "SELECT settings_json FROM workspaces WHERE id = ?1",
+        &[text(id)],
+    )
+    .await?;
+    Ok(row
+        .and_then(|r| serde_json::from_str(&r.settings_json).ok())
+        .unwrap_or_default())
+}
+
 pub async fn save_settings(env: &Env, id: &str, json: &str, now: i64) -> ApiResult<()> {
     let db = d1::db(env)?;
     d1::execute(

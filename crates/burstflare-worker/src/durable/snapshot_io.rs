@@ -1,0 +1,530 @@
+//! Moving snapshots between a session's agent and R2, for the
+//! `SessionCoordinator` (containers never call the control plane: this
+//! object pulls snapshots from the agent and pushes restores to it).
+//!
+//! **Take** ([`take`]): the agent scans the persisted paths and answers the
+//! manifest (`POST /snapshot/scan`); the snapshot's refs are recorded; the
+//! blobs the workspace does not have yet are requested in one blob stream
+//! (`POST /snapshot/blobs`: per blob 64 hex digits, a big-endian u64
+//! length, the bytes) and each is streamed into its own R2 object while its
+//! SHA-256 is checked, so a blob is stored only under its true digest and at
+//! most one multipart part is held in memory; the manifest goes to R2 last.
+//!
+//! **Restore** ([`restore`]): the manifest is checked against the session's
+//! persisted paths, then pushed as one request (`POST /snapshot/restore`):
+//! a JSON line `{"allowed_roots", "manifest"}` and the content of every file
+//! in manifest order, streamed from the blobs' objects. The agent checks
+//! everything again and applies all or nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burstflare_api::runtime::{AGENT_PORT, AGENT_TOKEN_HEADER};
+use burstflare_domain::snapshot::{self as domain, Kind, Manifest};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use worker::{Env, Headers, Method, Request, RequestInit, Response};
+
+use crate::platform::{BUCKET, now, random};
+use crate::runtime::Runtime;
+use crate::store::objects::{self, PutError};
+use crate::store::snapshots::{self as store, Completed};
+
+/// The agent a snapshot talks to.
+pub struct Agent<'a> {
+    pub runtime: &'a Runtime,
+    pub container: &'a str,
+    pub secret: &'a str,
+}
+
+impl Agent<'_> {
+    async fn post(
+        &self,
+        path: &str,
+        body: Option<wasm_bindgen::JsValue>,
+        content_type: &str,
+    ) -> Result<Response, String> {
+        let headers = Headers::new();
+        headers
+            .set("content-type", content_type)
+            .map_err(|e| e.to_string())?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(body);
+        let req = Request::new_with_init(&format!("http://agent{path}"), &init)
+            .map_err(|e| e.to_string())?;
+        let mut resp = self
+            .runtime
+            .fetch(
+                self.container,
+                AGENT_PORT,
+                path,
+                &req,
+                &[(AGENT_TOKEN_HEADER, self.secret)],
+            )
+            .await
+            .map_err(|e| e.message)?;
+        if resp.status_code() != 200 {
+            let text = resp.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<burstflare_api::ErrorEnvelope>(&text)
+                .map(|e| e.error.message)
+                .unwrap_or(text);
+            return Err(message);
+        }
+        Ok(resp)
+    }
+}
+
+/// What the agent restored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Restored {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+/// Reads a body stream piece by piece: blob frames, a first line, a given
+/// number of bytes as a stream of its own.
+pub struct Reader<S> {
+    body: S,
+    buf: Vec<u8>,
+}
+
+impl<S: Stream<Item = worker::Result<Vec<u8>>> + Unpin> Reader<S> {
+    pub fn new(body: S) -> Self {
+        Self {
+            body,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The bytes up to the first newline (at most `max`), without it.
+    pub async fn line(&mut self, max: usize) -> Result<Vec<u8>, String> {
+        loop {
+            if let Some(at) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=at).collect();
+                return Ok(line[..at].to_vec());
+            }
+            if self.buf.len() > max {
+                return Err(format!("the first line exceeds {max} bytes"));
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(format!("reading the body failed: {e}")),
+                None => return Err("the body ends before its first line does".into()),
+            }
+        }
+    }
+
+    /// True when nothing is left.
+    pub async fn at_end(&mut self) -> Result<bool, String> {
+        Ok(!self.fill(1).await?)
+    }
+
+    /// Fills the buffer to `n` bytes; false at a clean end before any byte.
+    async fn fill(&mut self, n: usize) -> Result<bool, String> {
+        while self.buf.len() < n {
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(format!("reading the blob stream failed: {e}")),
+                None if self.buf.is_empty() => return Ok(false),
+                None => return Err("the blob stream ended inside a frame header".into()),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The next frame's digest and length.
+    async fn header(&mut self) -> Result<Option<(String, u64)>, String> {
+        if !self.fill(72).await? {
+            return Ok(None);
+        }
+        let head: Vec<u8> = self.buf.drain(..72).collect();
+        let digest = std::str::from_utf8(&head[..64])
+            .ok()
+            .filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or("the blob stream has a malformed digest")?
+            .to_owned();
+        let mut len = [0_u8; 8];
+        len.copy_from_slice(&head[64..]);
+        Ok(Some((digest, u64::from_be_bytes(len))))
+    }
+
+    /// The next `len` bytes as a stream (what is read past them stays buffered).
+    pub fn body(&mut self, len: u64) -> impl Stream<Item = worker::Result<Vec<u8>>> + Unpin + '_ {
+        Box::pin(futures_util::stream::unfold(
+            (self, len),
+            |(frames, left)| async move {
+                if left == 0 {
+                    return None;
+                }
+                if frames.buf.is_empty() {
+                    match frames.body.next().await {
+                        Some(Ok(chunk)) => frames.buf = chunk,
+                        Some(Err(e)) => return Some((Err(e), (frames, 0))),
+                        None => {
+                            return Some((
+                                Err(worker::Error::RustError(
+                                    "the stream ended inside a file's content".into(),
+                                )),
+                                (frames, 0),
+                            ));
+                        }
+                    }
+                }
+                let n = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(frames.buf.len());
+                let out: Vec<u8> = frames.buf.drain(..n).collect();
+                Some((Ok(out), (frames, left - n as u64)))
+            },
+        ))
+    }
+}
+
+/// Takes a snapshot of `roots` into the pending snapshot `row`; the counts to
+/// complete it with. Errors are reasons shown to users.
+pub async fn take(
+    env: &Env,
+    agent: &Agent<'_>,
+    row: &store::SnapshotRow,
+    roots: &[String],
+) -> Result<(Completed, Manifest), String> {
+    let ise = |e: crate::error::ApiError| e.internal.unwrap_or(e.message);
+    // Nested persisted paths are covered by the outer one.
+    let scan_roots = domain::collapse_roots(roots);
+    let body = serde_json::to_string(&serde_json::json!({ "roots": scan_roots }))
+        .map_err(|e| e.to_string())?;
+    let mut resp = agent
+        .post("/snapshot/scan", Some(body.into()), "application/json")
+        .await
+        .map_err(|e| format!("scanning the persisted paths failed: {e}"))?;
+    let manifest: Manifest = resp
+        .json()
+        .await
+        .map_err(|e| format!("the agent's manifest is unreadable: {e}"))?;
+    let summary = domain::validate(&manifest, roots, &domain::Limits::default())
+        .map_err(|e| format!("the agent's manifest is invalid: {e}"))?;
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &manifest.entries {
+        if let (Kind::File, Some(d)) = (&e.kind, &e.sha256) {
+            sizes.insert(d.clone(), e.size);
+        }
+    }
+    let digests: Vec<String> = sizes.keys().cloned().collect();
+    store::add_refs(env, &row.workspace_id, &row.id, &digests)
+        .await
+        .map_err(ise)?;
+    let stored: BTreeSet<String> = store::blobs(env, &row.workspace_id, &digests)
+        .await
+        .map_err(ise)?
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    let missing: Vec<String> = digests
+        .iter()
+        .filter(|d| !stored.contains(*d))
+        .cloned()
+        .collect();
+    let bucket = env.bucket(BUCKET).map_err(|e| e.to_string())?;
+    let (mut new_blobs, mut new_bytes) = (0_u64, 0_u64);
+    if !missing.is_empty() {
+        let body = serde_json::to_string(&serde_json::json!({ "digests": missing }))
+            .map_err(|e| e.to_string())?;
+        let mut resp = agent
+            .post("/snapshot/blobs", Some(body.into()), "application/json")
+            .await
+            .map_err(|e| format!("reading the changed files failed: {e}"))?;
+        let mut frames = Reader::new(resp.stream().map_err(|e| e.to_string())?);
+        let mut expected = missing.iter();
+        while let Some((digest, len)) = frames.header().await? {
+            if expected.next() != Some(&digest) || sizes.get(&digest) != Some(&len) {
+                return Err(format!(
+                    "the agent sent blob {digest} ({len} bytes), which was not asked for"
+                ));
+            }
+            let nonce = hex::encode(random::<8>().map_err(|e| e.message)?);
+            let key = store::blob_key(&row.workspace_id, &digest, &nonce);
+            let (actual, size) = objects::put_stream(&bucket, &key, frames.body(len), len)
+                .await
+                .map_err(|e| match e {
+                    PutError::TooLarge => format!("blob {digest} is larger than announced"),
+                    PutError::Read(r) => r,
+                    PutError::Store(e) => ise(e),
+                })?;
+            if actual != digest || size != len {
+                let _ = bucket.delete(&key).await;
+                return Err(format!(
+                    "a file changed while it was read (expected {digest}, got {actual}); try again"
+                ));
+            }
+            if store::add_blob(env, &row.workspace_id, &digest, size, &key, now())
+                .await
+                .map_err(ise)?
+            {
+                new_blobs += 1;
+                new_bytes += size;
+            } else {
+                // Another snapshot stored it meanwhile.
+                let _ = bucket.delete(&key).await;
+            }
+        }
+        if let Some(left) = expected.next() {
+            return Err(format!("the agent did not send blob {left}"));
+        }
+    }
+    bucket
+        .put(
+            store::manifest_key(&row.workspace_id, &row.id),
+            serde_json::to_vec(&manifest).map_err(|e| e.to_string())?,
+        )
+        .execute()
+        .await
+        .map_err(|e| e.to_string())?;
+    let skipped_json = serde_json::to_string(&manifest.skipped).map_err(|e| e.to_string())?;
+    Ok((
+        Completed {
+            files: summary.files,
+            bytes: summary.bytes,
+            new_blobs,
+            new_bytes,
+            skipped_json,
+        },
+        manifest,
+    ))
+}
+
+/// Reads a stored snapshot's manifest.
+pub async fn manifest(env: &Env, row: &store::SnapshotRow) -> Result<Manifest, String> {
+    let object = env
+        .bucket(BUCKET)
+        .map_err(|e| e.to_string())?
+        .get(store::manifest_key(&row.workspace_id, &row.id))
+        .execute()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("snapshot {}'s manifest is missing from storage", row.id))?;
+    let bytes = object
+        .body()
+        .ok_or("the manifest is empty")?
+        .bytes()
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("the manifest is unreadable: {e}"))
+}
+
+/// The content stream of `manifest`: every file's blob, in manifest order.
+pub fn content(
+    env: &Env,
+    manifest: &Manifest,
+    keys: BTreeMap<String, String>,
+) -> Result<impl Stream<Item = worker::Result<Vec<u8>>> + 'static, String> {
+    let bucket = env.bucket(BUCKET).map_err(|e| e.to_string())?;
+    let mut files = Vec::new();
+    for e in &manifest.entries {
+        if let (Kind::File, Some(d)) = (&e.kind, &e.sha256) {
+            if e.size == 0 {
+                continue;
+            }
+            let key = keys
+                .get(d)
+                .ok_or_else(|| format!("blob {d} of `{}` is missing from storage", e.path))?;
+            files.push(key.clone());
+        }
+    }
+    let objects = futures_util::stream::iter(files).then(move |key| {
+        let bucket = bucket.clone();
+        async move {
+            let object = bucket
+                .get(&key)
+                .execute()
+                .await?
+                .ok_or_else(|| worker::Error::RustError(format!("blob {key} is missing")))?;
+            object
+                .body()
+                .ok_or_else(|| worker::Error::RustError(format!("blob {key} has no body")))?
+                .stream()
+        }
+    });
+    Ok(objects
+        .map(|s| match s {
+            Ok(s) => s.boxed_local(),
+            Err(e) => futures_util::stream::once(async move { Err(e) }).boxed_local(),
+        })
+        .flatten())
+}
+
+/// The blob keys of every file of `manifest`, by digest.
+pub async fn blob_keys(
+    env: &Env,
+    workspace_id: &str,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, String>, String> {
+    let digests: Vec<String> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| e.sha256.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Ok(store::blobs(env, workspace_id, &digests)
+        .await
+        .map_err(|e| e.internal.unwrap_or(e.message))?
+        .into_iter()
+        .map(|b| (b.digest, b.object_key))
+        .collect())
+}
+
+/// Restores `manifest` into the session's `allowed_roots` (all or nothing).
+pub async fn restore(
+    env: &Env,
+    agent: &Agent<'_>,
+    workspace_id: &str,
+    manifest: &Manifest,
+    allowed_roots: &[String],
+) -> Result<Restored, String> {
+    domain::validate(manifest, allowed_roots, &domain::Limits::default())
+        .map_err(|e| format!("the snapshot cannot be restored here: {e}"))?;
+    let keys = blob_keys(env, workspace_id, manifest).await?;
+    let mut head = serde_json::to_vec(&serde_json::json!({
+        "allowed_roots": allowed_roots,
+        "manifest": manifest,
+    }))
+    .map_err(|e| e.to_string())?;
+    head.push(b'\n');
+    let body =
+        futures_util::stream::once(async move { Ok(head) }).chain(content(env, manifest, keys)?);
+    // A Response turns the stream into a JS body the request can carry.
+    let carrier = Response::from_stream(body).map_err(|e| e.to_string())?;
+    let js_body = worker::web_sys::Response::from(carrier)
+        .body()
+        .map(Into::into);
+    let mut resp = agent
+        .post("/snapshot/restore", js_body, "application/octet-stream")
+        .await
+        .map_err(|e| format!("the restore was refused: {e}"))?;
+    resp.json()
+        .await
+        .map_err(|e| format!("the agent's restore answer is unreadable: {e}"))
+}
+
+/// Why an uploaded snapshot was refused.
+pub enum IngestError {
+    /// The content does not match the manifest (400).
+    Invalid(String),
+    /// More than the grant allows (413).
+    TooLarge,
+    /// Our side (500).
+    Internal(String),
+}
+
+/// Stores an uploaded snapshot's content: after the manifest line, every
+/// file's bytes in manifest order (the restore format). Each file is checked
+/// against its digest; blobs the workspace lacks are stored, the others only
+/// hashed. `limit` caps the content bytes.
+pub async fn ingest<S: Stream<Item = worker::Result<Vec<u8>>> + Unpin>(
+    env: &Env,
+    row: &store::SnapshotRow,
+    manifest: &Manifest,
+    reader: &mut Reader<S>,
+    limit: u64,
+) -> Result<Completed, IngestError> {
+    use sha2::Digest as _;
+    let ise = |e: crate::error::ApiError| IngestError::Internal(e.internal.unwrap_or(e.message));
+    let summary = domain::validate(manifest, &manifest.roots, &domain::Limits::default())
+        .map_err(|e| IngestError::Invalid(e.to_string()))?;
+    if summary.bytes > limit {
+        return Err(IngestError::TooLarge);
+    }
+    let digests: Vec<String> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| e.sha256.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    store::add_refs(env, &row.workspace_id, &row.id, &digests)
+        .await
+        .map_err(ise)?;
+    let mut have: BTreeSet<String> = store::blobs(env, &row.workspace_id, &digests)
+        .await
+        .map_err(ise)?
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    let bucket = env
+        .bucket(BUCKET)
+        .map_err(|e| IngestError::Internal(e.to_string()))?;
+    let (mut new_blobs, mut new_bytes) = (0_u64, 0_u64);
+    for e in &manifest.entries {
+        let (Kind::File, Some(digest)) = (&e.kind, &e.sha256) else {
+            continue;
+        };
+        let mismatch = |actual: &str| {
+            IngestError::Invalid(format!(
+                "the content of `{}` does not match its sha256 (expected {digest}, got {actual})",
+                e.path
+            ))
+        };
+        if have.contains(digest) {
+            let mut hasher = sha2::Sha256::new();
+            let mut body = reader.body(e.size);
+            let mut got = 0_u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| IngestError::Invalid(e.to_string()))?;
+                got += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            let actual = hex::encode(hasher.finalize());
+            if actual != *digest || got != e.size {
+                return Err(mismatch(&actual));
+            }
+            continue;
+        }
+        let nonce = hex::encode(random::<8>().map_err(|e| IngestError::Internal(e.message))?);
+        let key = store::blob_key(&row.workspace_id, digest, &nonce);
+        let (actual, size) = objects::put_stream(&bucket, &key, reader.body(e.size), e.size)
+            .await
+            .map_err(|err| match err {
+                PutError::TooLarge => IngestError::Invalid(format!("`{}` is too long", e.path)),
+                PutError::Read(r) => IngestError::Invalid(r),
+                PutError::Store(err) => ise(err),
+            })?;
+        if actual != *digest || size != e.size {
+            let _ = bucket.delete(&key).await;
+            return Err(mismatch(&actual));
+        }
+        if store::add_blob(env, &row.workspace_id, digest, size, &key, now())
+            .await
+            .map_err(ise)?
+        {
+            new_blobs += 1;
+            new_bytes += size;
+        } else {
+            let _ = bucket.delete(&key).await;
+        }
+        have.insert(digest.clone());
+    }
+    if !reader.at_end().await.map_err(IngestError::Invalid)? {
+        return Err(IngestError::Invalid(
+            "the upload goes on after the last file of the manifest".into(),
+        ));
+    }
+    bucket
+        .put(
+            store::manifest_key(&row.workspace_id, &row.id),
+            serde_json::to_vec(manifest).map_err(|e| IngestError::Internal(e.to_string()))?,
+        )
+        .execute()
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))?;
+    Ok(Completed {
+        files: summary.files,
+        bytes: summary.bytes,
+        new_blobs,
+        new_bytes,
+        skipped_json: serde_json::to_string(&manifest.skipped)
+            .map_err(|e| IngestError::Internal(e.to_string()))?,
+    })
+}
