@@ -10,9 +10,9 @@ use anyhow::{Result, bail};
 use crate::build::{self, Wasm};
 use crate::{proc, test, tools};
 
-pub const BENCHMARKS: &[&str] = &["session-start", "ssh-throughput", "prebuild"];
+pub const BENCHMARKS: &[&str] = &["session-start", "ssh-throughput", "prebuild", "snapshot"];
 
-pub fn run(name: &str, runs: u32, mb: u32) -> Result<()> {
+pub fn run(name: &str, runs: Option<u32>, mb: Option<u32>) -> Result<()> {
     if !BENCHMARKS.contains(&name) {
         bail!(
             "unknown benchmark {name:?}; choose one of {}",
@@ -43,8 +43,13 @@ pub fn run(name: &str, runs: u32, mb: u32) -> Result<()> {
             "burstflare-bench",
             "--",
         ])
-        .arg(name)
-        .args(["--runs", &runs.to_string(), "--mb", &mb.to_string()]);
+        .arg(name);
+    if let Some(runs) = runs {
+        cmd.args(["--runs", &runs.to_string()]);
+    }
+    if let Some(mb) = mb {
+        cmd.args(["--mb", &mb.to_string()]);
+    }
     test::harness_env(&mut cmd, &t, &image);
     cmd.env("BURSTFLARE_CLI_BIN", release.join("burstflare"))
         .env("BURSTFLARE_RUNNER_BIN", release.join("burstflare-runner"));

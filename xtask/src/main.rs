@@ -9,7 +9,7 @@
 //! * `deploy <env>`: apply remote D1 migrations and `wrangler deploy` (or `--dry-run`).
 //! * `bootstrap`: install missing tools only; `env` prints them for scripts.
 //! * `bench <name>`: benchmarks on the real stack (`session-start`,
-//!   `ssh-throughput`), printed as figures.
+//!   `ssh-throughput`, `prebuild`, `snapshot`), printed as figures.
 //! * `image`: build the session runtime image (`images/runtime`) if its inputs
 //!   changed and print its tag.
 //!
@@ -80,17 +80,19 @@ enum Command {
     Bootstrap,
     /// Bootstrap, build the Worker and print `KEY=value` lines for the e2e harness.
     Env,
-    /// Measure on the real stack and print figures: `session-start` or `ssh-throughput`.
+    /// Measure on the real stack and print figures.
     Bench {
-        /// `session-start` (create+start → ssh vs raw docker run) or
-        /// `ssh-throughput` (scp through BurstFlare vs direct).
+        /// `session-start` (create+start → ssh vs raw docker run),
+        /// `ssh-throughput` (scp through BurstFlare vs direct), `prebuild`
+        /// (prebuilt layer vs setup at boot) or `snapshot` (save/restore vs
+        /// raw tar|zstd, incremental save, wake latency, peak memory).
         name: String,
-        /// Runs for `session-start`.
-        #[arg(long, default_value_t = 10)]
-        runs: u32,
-        /// File size in MB for `ssh-throughput`.
-        #[arg(long, default_value_t = 100)]
-        mb: u32,
+        /// Runs (default per benchmark).
+        #[arg(long)]
+        runs: Option<u32>,
+        /// Size in MB for `ssh-throughput` (100) and `snapshot` (500).
+        #[arg(long)]
+        mb: Option<u32>,
     },
     /// Build the session runtime image if its inputs changed; print its tag.
     Image {

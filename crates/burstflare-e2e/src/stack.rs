@@ -203,6 +203,11 @@ impl Stack {
         Self::start_with(tools, migrate, &[])
     }
 
+    /// The process id of the stack's `wrangler dev` (workerd runs below it).
+    pub fn wrangler_pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The R2 object keys under `prefix` in this stack's local bucket (read
     /// from the local R2 state with the `sqlite3` CLI).
     pub fn r2_keys(&self, prefix: &str) -> Result<Vec<String>> {

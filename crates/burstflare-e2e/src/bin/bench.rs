@@ -17,6 +17,13 @@
 //!   commands at every boot; p50/p95 of each and the ratio. A session
 //!   without a template (`ssh true`) is timed too: the floor the prebuilt
 //!   boot cannot beat, printed with what the layer and the setup add to it.
+//! * `snapshot [--mb N] [--runs N]`: a tree of N MB (default 500; half
+//!   random, half text) in a session's home: snapshot save and restore MB/s
+//!   against raw `tar | zstd -1` and `zstd -d | tar x` of the same data in
+//!   the same container; the second save of the unchanged tree as a share of
+//!   the first; the peak RSS of the agent and of the Worker (workerd) around
+//!   it; wake latency (sleeping → `ssh true`) p50/p95 for a small home and
+//!   once for the tree.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -437,6 +444,226 @@ async fn prebuild(stack: &Stack, runs: usize) -> Result<()> {
     Ok(())
 }
 
+/// Runs `script` as root in `container`; its stdout.
+fn docker_exec(container: &str, script: &str) -> Result<String> {
+    let out = Command::new("docker")
+        .args(["exec", container, "bash", "-c", script])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "docker exec {script}: {}",
+        text(&out.stderr)
+    );
+    Ok(text(&out.stdout))
+}
+
+/// Times `f`, in seconds.
+async fn timed<T, F: std::future::Future<Output = Result<T>>>(f: F) -> Result<(T, f64)> {
+    let t0 = Instant::now();
+    let out = f.await?;
+    Ok((out, t0.elapsed().as_secs_f64()))
+}
+
+/// Peak resident memory (`VmHWM`, MiB) of a process, from `status` text.
+fn peak_mib(status: &str) -> Option<f64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+}
+
+/// The `workerd` processes below `root` (the stack's wrangler).
+fn workerd_pids(root: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`; comm may hold spaces.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let ppid: u32 = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            if ppid == parent {
+                frontier.push(pid);
+                if stat.contains("(workerd)") {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The Worker's (workerd's) peak memory so far, MiB.
+fn worker_peak(stack: &Stack) -> Option<f64> {
+    workerd_pids(stack.wrangler_pid())
+        .into_iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|s| peak_mib(&s))
+        .reduce(f64::max)
+}
+
+async fn snapshot_bench(stack: &Stack, mb: usize, runs: usize) -> Result<()> {
+    use burstflare_api::snapshots::{RestoreRequest, RestoreWhen};
+    use burstflare_domain::SessionCommand;
+    let u = User::new(stack, "bench-snap").await?;
+    u.add_key().await?;
+    let key = u.key().display().to_string();
+    let s = u.running_session("snap").await?;
+    let container = docker_containers(LABEL_SESSION, s.id.as_str())?
+        .into_iter()
+        .next()
+        .context("the session's container")?;
+    // Half incompressible, half text, in 4 MiB files under ~/data.
+    let files = (mb / 4).max(1);
+    docker_exec(
+        &container,
+        &format!(
+            "set -e; mkdir -p /home/dev/data; for i in $(seq 1 {files}); do \
+             if [ $((i % 2)) -eq 0 ]; then head -c 4194304 /dev/urandom; \
+             else yes 'the quick brown fox jumps over the lazy dog' | head -c 4194304; fi \
+             > /home/dev/data/f$i; done; chown -R dev:dev /home/dev/data; sync"
+        ),
+    )?;
+    let bytes: f64 = docker_exec(&container, "du -sb /home/dev | cut -f1")?
+        .trim()
+        .parse()?;
+    let size_mb = bytes / 1e6;
+    println!(
+        "tree: {size_mb:.0} MB in {files} files of 4 MiB (half random, half text) under /home/dev"
+    );
+
+    // Raw baselines, in the container, on the same data.
+    docker_exec(
+        &container,
+        "command -v zstd >/dev/null || (apt-get update -qq && apt-get install -y -qq zstd >/dev/null)",
+    )?;
+    let raw_save = {
+        let t0 = Instant::now();
+        docker_exec(
+            &container,
+            "tar -C /home/dev -cf - . | zstd -1 -q -T0 -o /tmp/raw.tar.zst -f",
+        )?;
+        t0.elapsed().as_secs_f64()
+    };
+    let raw_restore = {
+        let t0 = Instant::now();
+        docker_exec(
+            &container,
+            "rm -rf /tmp/r && mkdir /tmp/r && zstd -d -q -c /tmp/raw.tar.zst | tar -C /tmp/r -xf -",
+        )?;
+        t0.elapsed().as_secs_f64()
+    };
+    docker_exec(&container, "rm -rf /tmp/r /tmp/raw.tar.zst")?;
+
+    let worker_before = worker_peak(stack);
+    let (first, save) = timed(async { Ok(u.client.create_snapshot(s.id.as_str()).await?) }).await?;
+    let worker_saved = worker_peak(stack);
+    let (second, again) =
+        timed(async { Ok(u.client.create_snapshot(s.id.as_str()).await?) }).await?;
+    let (_, restore) = timed(async {
+        Ok(u.client
+            .restore(
+                s.id.as_str(),
+                &RestoreRequest {
+                    snapshot_id: first.id.clone(),
+                    when: RestoreWhen::Now,
+                },
+            )
+            .await?)
+    })
+    .await?;
+    let agent_peak = docker_exec(
+        &container,
+        "cat /proc/$(pgrep -o -x burstflare-agen)/status",
+    )
+    .ok()
+    .and_then(|s| peak_mib(&s));
+    let worker_after = worker_peak(stack);
+
+    let rate = |secs: f64| size_mb / secs;
+    println!(
+        "raw tar | zstd -1:         {raw_save:>7.2}s  {:>7.1} MB/s",
+        rate(raw_save)
+    );
+    println!(
+        "snapshot (first):          {save:>7.2}s  {:>7.1} MB/s   {:.2}x raw   (target >= 0.7x)",
+        rate(save),
+        raw_save / save
+    );
+    println!(
+        "raw zstd -d | tar x:       {raw_restore:>7.2}s  {:>7.1} MB/s",
+        rate(raw_restore)
+    );
+    println!(
+        "restore:                   {restore:>7.2}s  {:>7.1} MB/s   {:.2}x raw   (target >= 0.7x)",
+        rate(restore),
+        raw_restore / restore
+    );
+    println!(
+        "snapshot (unchanged tree): {again:>7.2}s  {:.1}% of the first  (stored {} bytes; target <= 5%)",
+        100.0 * again / save,
+        second.new_bytes
+    );
+    let shown = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |m| format!("{m:.0} MiB"));
+    println!(
+        "peak RSS: agent {} ; Worker (workerd) {} before, {} after the save, {} after the restore",
+        shown(agent_peak),
+        shown(worker_before),
+        shown(worker_saved),
+        shown(worker_after)
+    );
+
+    // Wake latency: sleeping → `ssh true`, for a small home (the default
+    // session) and once for this tree.
+    let wake = |name: String| {
+        let u = &u;
+        let key = key.clone();
+        async move {
+            let s = u.client.get_session(&name).await?;
+            u.client
+                .session_command(s.id.as_str(), SessionCommand::Sleep)
+                .await?;
+            let t0 = Instant::now();
+            ok(run(u.cli(&[
+                "ssh",
+                &s.name,
+                "-i",
+                &key,
+                "-o",
+                "BatchMode=yes",
+                "--",
+                "true",
+            ]))
+            .await?)?;
+            anyhow::Ok(t0.elapsed().as_secs_f64())
+        }
+    };
+    let small = u.running_session("wake").await?;
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        times.push(wake(small.id.to_string()).await?);
+    }
+    summary("wake (small home): sleeping -> `ssh true`", times);
+    let big = wake(s.id.to_string()).await?;
+    println!("wake ({size_mb:.0} MB home): sleeping -> `ssh true`  {big:.2}s");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str, default: usize| -> Result<usize> {
@@ -451,10 +678,10 @@ fn main() -> Result<()> {
     let which = args.first().cloned().unwrap_or_default();
     if !matches!(
         which.as_str(),
-        "session-start" | "ssh-throughput" | "prebuild"
+        "session-start" | "ssh-throughput" | "prebuild" | "snapshot"
     ) {
         bail!(
-            "usage: burstflare-bench session-start [--runs N] | ssh-throughput [--mb N] | prebuild [--runs N]"
+            "usage: burstflare-bench session-start [--runs N] | ssh-throughput [--mb N] | prebuild [--runs N] | snapshot [--mb N] [--runs N]"
         );
     }
     let tools = Tools::discover()?;
@@ -468,6 +695,7 @@ fn main() -> Result<()> {
         match which.as_str() {
             "session-start" => session_start(&stack, flag("--runs", 10)?).await,
             "prebuild" => prebuild(&stack, flag("--runs", 5)?).await,
+            "snapshot" => snapshot_bench(&stack, flag("--mb", 500)?, flag("--runs", 5)?).await,
             _ => ssh_throughput(&stack, flag("--mb", 100)?).await,
         }
     });
