@@ -79,8 +79,18 @@ async fn build_version(c: &Client, tid: &str, manifest: &str) -> Result<Build> {
             },
         )
         .await?;
+    finished_build(c, tid, v.id.as_str()).await
+}
+
+/// Builds version `vid` of template `tid`; the build, which must succeed.
+async fn finished_build(c: &Client, tid: &str, vid: &str) -> Result<Build> {
     let b = c
-        .start_build(tid, &CreateBuildRequest { version_id: v.id })
+        .start_build(
+            tid,
+            &CreateBuildRequest {
+                version_id: vid.parse()?,
+            },
+        )
         .await?;
     ensure!(b.state == BuildState::Queued && b.attempts == 0, "{b:?}");
     let done = wait_for(
@@ -102,27 +112,7 @@ async fn build_version(c: &Client, tid: &str, manifest: &str) -> Result<Build> {
 
 /// Builds version `vid` of template `tid`, waits for it and promotes it.
 pub async fn build_and_promote(c: &Client, tid: &str, vid: &str) -> Result<Build> {
-    let b = c
-        .start_build(
-            tid,
-            &CreateBuildRequest {
-                version_id: vid.parse()?,
-            },
-        )
-        .await?;
-    let done = wait_for(
-        c,
-        b.id.as_str(),
-        &[
-            BuildState::Succeeded,
-            BuildState::Failed,
-            BuildState::DeadLettered,
-            BuildState::Retrying,
-        ],
-        Duration::from_secs(600),
-    )
-    .await?;
-    ensure!(done.state == BuildState::Succeeded, "{done:?}");
+    let done = finished_build(c, tid, vid).await?;
     c.promote(
         tid,
         &PromoteRequest {

@@ -88,6 +88,8 @@ fn main() {
         persistence::idle_sessions_sleep_by_themselves,
         persistence::uploads_downloads_and_malicious_snapshots,
         persistence::platform_sigterm_takes_a_final_snapshot,
+        persistence::deletes_racing_new_snapshots_keep_shared_blobs,
+        persistence::failed_snapshots_keep_the_session_awake,
     ];
     // Run one at a time on the shared stack before the others: they restart its runner.
     let serial: Vec<(&str, TestFn)> = tests![

@@ -103,7 +103,7 @@ pub async fn persisted_paths_survive_sleep_stop_and_restart(stack: &Stack) -> Re
     Ok(())
 }
 
-/// Manual snapshots: the second of an unchanged tree stores (almost)
+/// Manual snapshots: the second of an unchanged 200 MB tree stores (almost)
 /// nothing; restoring an older one into the running session brings its
 /// content back; deleting a snapshot keeps the blobs others share and
 /// removes the rest from R2; a killed container loses nothing the last
@@ -115,7 +115,7 @@ pub async fn snapshots_are_incremental_restorable_and_shared(stack: &Stack) -> R
     ssh(
         &u,
         &s,
-        "mkdir -p ~/data && head -c 8000000 /dev/urandom > ~/data/big.bin && echo v1 > ~/data/version",
+        "mkdir -p ~/data && for i in 1 2 3 4; do head -c 50000000 /dev/urandom > ~/data/big$i.bin; done && echo v1 > ~/data/version",
     )
     .await?;
     let first: Snapshot = u.client.create_snapshot(s.id.as_str()).await?;
@@ -124,12 +124,12 @@ pub async fn snapshots_are_incremental_restorable_and_shared(stack: &Stack) -> R
         "{first:?}"
     );
     ensure!(
-        first.bytes >= 8_000_000 && first.new_bytes >= 8_000_000,
+        first.bytes >= 200_000_000 && first.new_bytes >= 200_000_000,
         "{first:?}"
     );
     let second = u.client.create_snapshot(s.id.as_str()).await?;
     ensure!(
-        second.bytes >= 8_000_000 && second.new_bytes < 64 * 1024,
+        second.bytes >= 200_000_000 && second.new_bytes < 64 * 1024,
         "the unchanged tree was stored again: {second:?}"
     );
 
@@ -153,7 +153,10 @@ pub async fn snapshots_are_incremental_restorable_and_shared(stack: &Stack) -> R
         .await?;
     ensure!(r.files >= 2, "{r:?}");
     let (v, _) = ssh(&u, &s, "cat ~/data/version; ls ~/data").await?;
-    ensure!(v == "v1\nbig.bin\nversion", "{v}");
+    ensure!(
+        v == "v1\nbig1.bin\nbig2.bin\nbig3.bin\nbig4.bin\nversion",
+        "{v}"
+    );
 
     // `next_start` picks what the next start restores.
     u.client
@@ -202,7 +205,7 @@ pub async fn snapshots_are_incremental_restorable_and_shared(stack: &Stack) -> R
             },
         )
         .await?;
-    ensure!(r.bytes >= 8_000_000, "{r:?}");
+    ensure!(r.bytes >= 200_000_000, "{r:?}");
     for snap in u.client.snapshots(s.id.as_str()).await? {
         u.client
             .delete_snapshot(s.id.as_str(), snap.id.as_str())
@@ -334,6 +337,57 @@ fn manifest(root: &str, entries: serde_json::Value) -> serde_json::Value {
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Manifests (with their content) that break the restore rules, each with a
+/// fragment of the message that must name the reason: `..`, an absolute
+/// path, a root that is not persisted, a symlink escape, an oversized entry,
+/// content that does not match its digest.
+fn hostile(data: &'static [u8], digest: &str) -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
+    let file = |path: &str| {
+        serde_json::json!({"root": 0, "path": path, "kind": "file", "mode": 420, "mtime": 0,
+                           "size": data.len(), "sha256": digest})
+    };
+    vec![
+        (
+            "`..`",
+            manifest("/home/dev", serde_json::json!([file("../../etc/passwd")])),
+            data.to_vec(),
+        ),
+        (
+            "absolute",
+            manifest("/home/dev", serde_json::json!([file("/etc/passwd")])),
+            data.to_vec(),
+        ),
+        (
+            "not a persisted path",
+            manifest("/etc", serde_json::json!([file("passwd")])),
+            data.to_vec(),
+        ),
+        (
+            "symlink escape",
+            manifest(
+                "/home/dev",
+                serde_json::json!([{"root": 0, "path": "l", "kind": "symlink", "mode": 511, "mtime": 0,
+                                    "target": "/etc"}]),
+            ),
+            Vec::new(),
+        ),
+        (
+            "oversized entry",
+            manifest(
+                "/home/dev",
+                serde_json::json!([{"root": 0, "path": "huge", "kind": "file", "mode": 420, "mtime": 0,
+                                    "size": 20_u64 << 30, "sha256": digest}]),
+            ),
+            Vec::new(),
+        ),
+        (
+            "does not match",
+            manifest("/home/dev", serde_json::json!([file("x")])),
+            b"nope!".to_vec(),
+        ),
+    ]
 }
 
 /// A fingerprint of what a container holds outside its persisted path and
@@ -493,31 +547,8 @@ pub async fn uploads_downloads_and_malicious_snapshots(stack: &Stack) -> Result<
         serde_json::json!({"root": 0, "path": path, "kind": "file", "mode": 420, "mtime": 0,
                            "size": data.len(), "sha256": digest})
     };
-    let cases: Vec<(&str, serde_json::Value, Vec<u8>)> = vec![
-        (
-            "`..`",
-            manifest("/home/dev", serde_json::json!([file("../../etc/passwd")])),
-            data.to_vec(),
-        ),
-        (
-            "absolute",
-            manifest("/home/dev", serde_json::json!([file("/etc/passwd")])),
-            data.to_vec(),
-        ),
-        (
-            "not a persisted path",
-            manifest("/etc", serde_json::json!([file("passwd")])),
-            data.to_vec(),
-        ),
-        (
-            "symlink escape",
-            manifest(
-                "/home/dev",
-                serde_json::json!([{"root": 0, "path": "l", "kind": "symlink", "mode": 511, "mtime": 0,
-                                    "target": "../../etc"}]),
-            ),
-            Vec::new(),
-        ),
+    let mut cases = hostile(data, &digest);
+    cases.extend([
         (
             "written through symlink",
             manifest(
@@ -528,25 +559,11 @@ pub async fn uploads_downloads_and_malicious_snapshots(stack: &Stack) -> Result<
             data.to_vec(),
         ),
         (
-            "oversized entry",
-            manifest(
-                "/home/dev",
-                serde_json::json!([{"root": 0, "path": "huge", "kind": "file", "mode": 420, "mtime": 0,
-                                    "size": 20_u64 << 30, "sha256": digest}]),
-            ),
-            Vec::new(),
-        ),
-        (
-            "does not match",
-            manifest("/home/dev", serde_json::json!([file("x")])),
-            b"good\n".to_vec(),
-        ),
-        (
             "after the last file",
             manifest("/home/dev", serde_json::json!([file("x")])),
             b"evil\nmore".to_vec(),
         ),
-    ];
+    ]);
     for (why, m, content) in cases {
         let grant = u.client.snapshot_upload_grant(s.id.as_str()).await?;
         let mut body = serde_json::to_vec(&m)?;
@@ -642,53 +659,14 @@ pub async fn uploads_downloads_and_malicious_snapshots(stack: &Stack) -> Result<
         let _ = before;
         container_state(&container)?
     };
-    let evil: Vec<(&str, serde_json::Value, Vec<u8>)> = vec![
-        (
-            "`..`",
-            manifest("/home/dev", serde_json::json!([file("../../etc/passwd")])),
-            data.to_vec(),
-        ),
-        (
-            "absolute",
-            manifest("/home/dev", serde_json::json!([file("/etc/passwd")])),
-            data.to_vec(),
-        ),
-        (
-            "not a persisted path",
-            manifest("/etc", serde_json::json!([file("passwd")])),
-            data.to_vec(),
-        ),
-        (
-            "symlink escape",
-            manifest(
-                "/home/dev",
-                serde_json::json!([{"root": 0, "path": "l", "kind": "symlink", "mode": 511, "mtime": 0,
-                                    "target": "/etc"}]),
-            ),
-            Vec::new(),
-        ),
-        // The planted `~/planted -> /etc` is not in the manifest: its child
-        // has no parent directory entry.
-        (
-            "parent",
-            manifest("/home/dev", serde_json::json!([file("planted/passwd")])),
-            data.to_vec(),
-        ),
-        (
-            "does not match",
-            manifest("/home/dev", serde_json::json!([file("x")])),
-            b"nope!".to_vec(),
-        ),
-        (
-            "oversized entry",
-            manifest(
-                "/home/dev",
-                serde_json::json!([{"root": 0, "path": "huge", "kind": "file", "mode": 420, "mtime": 0,
-                                    "size": 20_u64 << 30, "sha256": digest}]),
-            ),
-            Vec::new(),
-        ),
-    ];
+    let mut evil = hostile(data, &digest);
+    // The planted `~/planted -> /etc` is not in the manifest: its child has
+    // no parent directory entry.
+    evil.push((
+        "parent",
+        manifest("/home/dev", serde_json::json!([file("planted/passwd")])),
+        data.to_vec(),
+    ));
     for (why, m, content) in evil {
         let resp = agent_restore(m, content).await?;
         let status = resp.status().as_u16();
@@ -936,5 +914,100 @@ pub async fn sleeping_sessions_expire_with_their_retention(
         blobs_after < blobs_before,
         "its own blobs were deleted: {blobs_before} -> {blobs_after}"
     );
+    Ok(())
+}
+
+/// Deleting a snapshot while another one that shares its blobs is being
+/// taken never leaves the new one without a blob: whatever the interleaving,
+/// the new snapshot restores completely.
+pub async fn deletes_racing_new_snapshots_keep_shared_blobs(stack: &Stack) -> Result<()> {
+    let u = User::new(stack, "race-blobs").await?;
+    u.add_key().await?;
+    let s = u.running_session("raceblobs").await?;
+    ssh(
+        &u,
+        &s,
+        "mkdir -p ~/shared && for i in $(seq 1 40); do head -c 200000 /dev/urandom > ~/shared/f$i; done",
+    )
+    .await?;
+    let (sum, _) = ssh(&u, &s, "cat ~/shared/* | sha256sum").await?;
+    for round in 0..3 {
+        let old = u.client.create_snapshot(s.id.as_str()).await?;
+        let (deleted, new) = tokio::join!(
+            u.client.delete_snapshot(s.id.as_str(), old.id.as_str()),
+            u.client.create_snapshot(s.id.as_str())
+        );
+        deleted?;
+        let new = new?;
+        ensure!(new.state == "ready", "round {round}: {new:?}");
+        ssh(&u, &s, "rm -rf ~/shared").await?;
+        u.client
+            .restore(
+                s.id.as_str(),
+                &RestoreRequest {
+                    snapshot_id: new.id.clone(),
+                    when: RestoreWhen::Now,
+                },
+            )
+            .await
+            .with_context(|| format!("round {round}: restoring {}", new.id))?;
+        let (again, _) = ssh(&u, &s, "cat ~/shared/* | sha256sum").await?;
+        ensure!(again == sum, "round {round}: the restored files differ");
+        u.client
+            .delete_snapshot(s.id.as_str(), new.id.as_str())
+            .await?;
+    }
+    Ok(())
+}
+
+/// When the snapshot before a sleep or stop fails, the session keeps
+/// running with its files and the caller gets the reason; once the cause is
+/// gone the same command works.
+pub async fn failed_snapshots_keep_the_session_awake(stack: &Stack) -> Result<()> {
+    let u = User::new(stack, "snapfail").await?;
+    u.add_key().await?;
+    let s = u.running_session("snapfail").await?;
+    // A file replaced with new content of a new size every few
+    // milliseconds: what the scan hashed is gone when the blob is read, so
+    // the snapshot fails ("changed during the snapshot").
+    ssh(
+        &u,
+        &s,
+        "echo precious > ~/keep.txt; nohup bash -c 'while true; do \
+         head -c $((RANDOM * 4 + 1000)) /dev/urandom > ~/.churn.tmp && mv ~/.churn.tmp ~/churn; \
+         done' >/dev/null 2>&1 &",
+    )
+    .await?;
+    for command in [SessionCommand::Sleep, SessionCommand::Stop] {
+        let refused = u.client.session_command(s.id.as_str(), command).await;
+        let body = expect_api_error(refused, 503, ErrorCode::SnapshotFailed)?;
+        ensure!(
+            body.message.contains("keeps running") && body.message.contains("nothing was lost"),
+            "{}",
+            body.message
+        );
+        let now = state(&u, &s).await?;
+        ensure!(now.state == SessionState::Running, "{command}: {now:?}");
+    }
+    ensure!(containers(&s)?.len() == 1);
+    let failed: Vec<Snapshot> = u.client.snapshots(s.id.as_str()).await?;
+    ensure!(
+        failed.len() == 2
+            && failed
+                .iter()
+                .all(|x| x.state == "failed" && x.error.is_some()),
+        "{failed:?}"
+    );
+    ensure!(ssh(&u, &s, "cat ~/keep.txt").await?.0 == "precious");
+    ssh(
+        &u,
+        &s,
+        "pkill -f 'while tru[e]'; sleep 0.2; rm -f ~/churn ~/.churn.tmp",
+    )
+    .await?;
+    u.client
+        .session_command(s.id.as_str(), SessionCommand::Sleep)
+        .await?;
+    ensure!(ssh(&u, &s, "cat ~/keep.txt").await?.0 == "precious");
     Ok(())
 }

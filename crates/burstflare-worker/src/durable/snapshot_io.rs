@@ -244,30 +244,25 @@ pub async fn take(
                     "the agent sent blob {digest} ({len} bytes), which was not asked for"
                 ));
             }
-            let nonce = hex::encode(random::<8>().map_err(|e| e.message)?);
-            let key = store::blob_key(&row.workspace_id, &digest, &nonce);
-            let (actual, size) = objects::put_stream(&bucket, &key, frames.body(len), len)
-                .await
-                .map_err(|e| match e {
-                    PutError::TooLarge => format!("blob {digest} is larger than announced"),
-                    PutError::Read(r) => r,
-                    PutError::Store(e) => ise(e),
-                })?;
-            if actual != digest || size != len {
-                let _ = bucket.delete(&key).await;
-                return Err(format!(
+            let kept = store_blob(
+                env,
+                &bucket,
+                &row.workspace_id,
+                &digest,
+                len,
+                frames.body(len),
+            )
+            .await
+            .map_err(|e| match e {
+                BlobError::Mismatch(actual) => format!(
                     "a file changed while it was read (expected {digest}, got {actual}); try again"
-                ));
-            }
-            if store::add_blob(env, &row.workspace_id, &digest, size, &key, now())
-                .await
-                .map_err(ise)?
-            {
+                ),
+                BlobError::Read(r) => r,
+                BlobError::Internal(m) => m,
+            })?;
+            if kept {
                 new_blobs += 1;
-                new_bytes += size;
-            } else {
-                // Another snapshot stored it meanwhile.
-                let _ = bucket.delete(&key).await;
+                new_bytes += len;
             }
         }
         if let Some(left) = expected.next() {
@@ -293,6 +288,52 @@ pub async fn take(
         },
         manifest,
     ))
+}
+
+/// Why a blob was not stored.
+enum BlobError {
+    /// The content hashed to this instead.
+    Mismatch(String),
+    /// The body could not be read (or was cut short).
+    Read(String),
+    Internal(String),
+}
+
+/// Streams `len` bytes of `body`, which must hash to `digest`, into a new
+/// object of the workspace's blobs and records it. `Ok(false)` when another
+/// snapshot recorded the same blob meanwhile (this copy is deleted again).
+/// Nothing stays behind on error.
+async fn store_blob<S: Stream<Item = worker::Result<Vec<u8>>> + Unpin>(
+    env: &Env,
+    bucket: &worker::Bucket,
+    workspace_id: &str,
+    digest: &str,
+    len: u64,
+    body: S,
+) -> Result<bool, BlobError> {
+    let nonce = hex::encode(random::<8>().map_err(|e| BlobError::Internal(e.message))?);
+    let key = store::blob_key(workspace_id, digest, &nonce);
+    let (actual, size) =
+        objects::put_stream(bucket, &key, body, len)
+            .await
+            .map_err(|e| match e {
+                PutError::TooLarge => {
+                    BlobError::Read(format!("blob {digest} is longer than announced"))
+                }
+                PutError::Read(r) => BlobError::Read(r),
+                PutError::Store(e) => BlobError::Internal(e.internal.unwrap_or(e.message)),
+            })?;
+    if actual != digest || size != len {
+        let _ = bucket.delete(&key).await;
+        return Err(BlobError::Mismatch(actual));
+    }
+    let kept = store::add_blob(env, workspace_id, digest, size, &key, now())
+        .await
+        .map_err(|e| BlobError::Internal(e.internal.unwrap_or(e.message)))?;
+    if !kept {
+        let _ = bucket.delete(&key).await;
+    }
+    Ok(kept)
 }
 
 /// Reads a stored snapshot's manifest.
@@ -482,27 +523,23 @@ pub async fn ingest<S: Stream<Item = worker::Result<Vec<u8>>> + Unpin>(
             }
             continue;
         }
-        let nonce = hex::encode(random::<8>().map_err(|e| IngestError::Internal(e.message))?);
-        let key = store::blob_key(&row.workspace_id, digest, &nonce);
-        let (actual, size) = objects::put_stream(&bucket, &key, reader.body(e.size), e.size)
-            .await
-            .map_err(|err| match err {
-                PutError::TooLarge => IngestError::Invalid(format!("`{}` is too long", e.path)),
-                PutError::Read(r) => IngestError::Invalid(r),
-                PutError::Store(err) => ise(err),
-            })?;
-        if actual != *digest || size != e.size {
-            let _ = bucket.delete(&key).await;
-            return Err(mismatch(&actual));
-        }
-        if store::add_blob(env, &row.workspace_id, digest, size, &key, now())
-            .await
-            .map_err(ise)?
-        {
+        let kept = store_blob(
+            env,
+            &bucket,
+            &row.workspace_id,
+            digest,
+            e.size,
+            reader.body(e.size),
+        )
+        .await
+        .map_err(|err| match err {
+            BlobError::Mismatch(actual) => mismatch(&actual),
+            BlobError::Read(r) => IngestError::Invalid(r),
+            BlobError::Internal(m) => IngestError::Internal(m),
+        })?;
+        if kept {
             new_blobs += 1;
-            new_bytes += size;
-        } else {
-            let _ = bucket.delete(&key).await;
+            new_bytes += e.size;
         }
         have.insert(digest.clone());
     }
