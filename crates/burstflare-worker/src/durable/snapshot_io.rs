@@ -355,45 +355,99 @@ pub async fn manifest(env: &Env, row: &store::SnapshotRow) -> Result<Manifest, S
     serde_json::from_slice(&bytes).map_err(|e| format!("the manifest is unreadable: {e}"))
 }
 
-/// The content stream of `manifest`: every file's blob, in manifest order.
-pub fn content(
-    env: &Env,
+/// The blob keys of every file entry of `manifest` with content, in order.
+fn content_keys(
     manifest: &Manifest,
-    keys: BTreeMap<String, String>,
-) -> Result<impl Stream<Item = worker::Result<Vec<u8>>> + 'static, String> {
-    let bucket = env.bucket(BUCKET).map_err(|e| e.to_string())?;
+    keys: &BTreeMap<String, String>,
+) -> Result<Vec<String>, String> {
     let mut files = Vec::new();
     for e in &manifest.entries {
-        if let (Kind::File, Some(d)) = (&e.kind, &e.sha256) {
-            if e.size == 0 {
-                continue;
-            }
+        if let (Kind::File, Some(d)) = (&e.kind, &e.sha256)
+            && e.size > 0
+        {
             let key = keys
                 .get(d)
                 .ok_or_else(|| format!("blob {d} of `{}` is missing from storage", e.path))?;
             files.push(key.clone());
         }
     }
-    let objects = futures_util::stream::iter(files).then(move |key| {
-        let bucket = bucket.clone();
-        async move {
-            let object = bucket
-                .get(&key)
-                .execute()
-                .await?
-                .ok_or_else(|| worker::Error::RustError(format!("blob {key} is missing")))?;
-            object
-                .body()
-                .ok_or_else(|| worker::Error::RustError(format!("blob {key} has no body")))?
-                .stream()
+    Ok(files)
+}
+
+fn js_text(e: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast as _;
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// The restore request body: `head`, then every file's blob in manifest
+/// order. The blobs are piped from R2 by the runtime (`pipeTo` into one
+/// `TransformStream`), so their bytes never pass through this Worker's wasm
+/// memory; a missing blob aborts the stream, which fails the restore.
+fn restore_body(
+    env: &Env,
+    head: Vec<u8>,
+    keys: Vec<String>,
+) -> Result<worker::web_sys::ReadableStream, String> {
+    use wasm_bindgen::JsCast as _;
+    let bucket = env.bucket(BUCKET).map_err(|e| e.to_string())?;
+    let pipe = worker::web_sys::TransformStream::new().map_err(|e| js_text(&e))?;
+    let readable = pipe.readable();
+    let writable = pipe.writable();
+    wasm_bindgen_futures::spawn_local(async move {
+        let result: Result<(), String> = async {
+            let writer = writable.get_writer().map_err(|e| js_text(&e))?;
+            wasm_bindgen_futures::JsFuture::from(
+                writer.write_with_chunk(&js_sys::Uint8Array::from(head.as_slice())),
+            )
+            .await
+            .map_err(|e| js_text(&e))?;
+            writer.release_lock();
+            // `pipeTo(writable, { preventClose: true })`, one blob after another.
+            let options = js_sys::Object::new();
+            js_sys::Reflect::set(&options, &"preventClose".into(), &true.into())
+                .map_err(|e| js_text(&e))?;
+            for key in keys {
+                let object = bucket
+                    .get(&key)
+                    .execute()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("blob {key} is missing"))?;
+                let body = object
+                    .body()
+                    .ok_or_else(|| format!("blob {key} has no body"))?
+                    .response_body()
+                    .map_err(|e| e.to_string())?;
+                let worker::ResponseBody::Stream(stream) = body else {
+                    return Err(format!("blob {key} is not a stream"));
+                };
+                let pipe_to: js_sys::Function = js_sys::Reflect::get(&stream, &"pipeTo".into())
+                    .map_err(|e| js_text(&e))?
+                    .dyn_into()
+                    .map_err(|_| "ReadableStream.pipeTo is missing".to_owned())?;
+                let promise: js_sys::Promise = pipe_to
+                    .call2(&stream, &writable, &options)
+                    .map_err(|e| js_text(&e))?
+                    .dyn_into()
+                    .map_err(|_| "pipeTo did not answer a promise".to_owned())?;
+                wasm_bindgen_futures::JsFuture::from(promise)
+                    .await
+                    .map_err(|e| js_text(&e))?;
+            }
+            wasm_bindgen_futures::JsFuture::from(writable.close())
+                .await
+                .map_err(|e| js_text(&e))?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            worker::console_error!("restore body: {e}");
+            let _ = writable.abort_with_reason(&wasm_bindgen::JsValue::from_str(&e));
         }
     });
-    Ok(objects
-        .map(|s| match s {
-            Ok(s) => s.boxed_local(),
-            Err(e) => futures_util::stream::once(async move { Err(e) }).boxed_local(),
-        })
-        .flatten())
+    Ok(readable)
 }
 
 /// The blob keys of every file of `manifest`, by digest.
@@ -427,22 +481,20 @@ pub async fn restore(
 ) -> Result<Restored, String> {
     domain::validate(manifest, allowed_roots, &domain::Limits::default())
         .map_err(|e| format!("the snapshot cannot be restored here: {e}"))?;
-    let keys = blob_keys(env, workspace_id, manifest).await?;
+    let keys = content_keys(manifest, &blob_keys(env, workspace_id, manifest).await?)?;
     let mut head = serde_json::to_vec(&serde_json::json!({
         "allowed_roots": allowed_roots,
         "manifest": manifest,
     }))
     .map_err(|e| e.to_string())?;
     head.push(b'\n');
-    let body =
-        futures_util::stream::once(async move { Ok(head) }).chain(content(env, manifest, keys)?);
-    // A Response turns the stream into a JS body the request can carry.
-    let carrier = Response::from_stream(body).map_err(|e| e.to_string())?;
-    let js_body = worker::web_sys::Response::from(carrier)
-        .body()
-        .map(Into::into);
+    let body = restore_body(env, head, keys)?;
     let mut resp = agent
-        .post("/snapshot/restore", js_body, "application/octet-stream")
+        .post(
+            "/snapshot/restore",
+            Some(body.into()),
+            "application/octet-stream",
+        )
         .await
         .map_err(|e| format!("the restore was refused: {e}"))?;
     resp.json()
