@@ -450,19 +450,24 @@ fn restore_body(
     Ok(readable)
 }
 
+/// The distinct file digests of `manifest`, sorted.
+fn digests_of(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .entries
+        .iter()
+        .filter_map(|e| e.sha256.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// The blob keys of every file of `manifest`, by digest.
 pub async fn blob_keys(
     env: &Env,
     workspace_id: &str,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, String>, String> {
-    let digests: Vec<String> = manifest
-        .entries
-        .iter()
-        .filter_map(|e| e.sha256.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let digests = digests_of(manifest);
     Ok(store::blobs(env, workspace_id, &digests)
         .await
         .map_err(|e| e.internal.unwrap_or(e.message))?
@@ -530,13 +535,7 @@ pub async fn ingest<S: Stream<Item = worker::Result<Vec<u8>>> + Unpin>(
     if summary.bytes > limit {
         return Err(IngestError::TooLarge);
     }
-    let digests: Vec<String> = manifest
-        .entries
-        .iter()
-        .filter_map(|e| e.sha256.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let digests = digests_of(manifest);
     store::add_refs(env, &row.workspace_id, &row.id, &digests)
         .await
         .map_err(ise)?;
