@@ -119,6 +119,10 @@ pub fn router(state: AppState, secret: Secret) -> Router {
             post(crate::snapshot_http::scan).layer(DefaultBodyLimit::max(64 * 1024)),
         )
         .route(
+            "/snapshot/blob",
+            post(crate::snapshot_http::blob).layer(DefaultBodyLimit::max(4096)),
+        )
+        .route(
             "/snapshot/blobs",
             post(crate::snapshot_http::blobs).layer(DefaultBodyLimit::max(512 << 20)),
         )

@@ -7,6 +7,8 @@
 //! * `POST /snapshot/blobs` `{"digests": [...]}` → the blob stream (see
 //!   [`crate::snapshot`]) of those digests of the last scan; a digest the
 //!   scan did not see is a 400 before anything is sent.
+//! * `POST /snapshot/blob` `{"digest"}` → one blob of the last scan, raw,
+//!   with its `content-length` (large blobs go this way, one at a time).
 //! * `POST /snapshot/restore` — a JSON line `{"allowed_roots": [...],
 //!   "manifest": {...}}`, then the content stream → `RestoreSummary`
 //!   (JSON). All or nothing; a refused restore is a 400 with the reason.
@@ -294,4 +296,80 @@ pub async fn restore(
     .map_err(stopped)?;
     pump.abort();
     summary.map(Json).map_err(snapshot_error)
+}
+
+#[derive(Deserialize)]
+pub struct BlobRequest {
+    digest: String,
+}
+
+/// `POST /snapshot/blob` `{"digest"}`: one blob of the last scan, raw, with
+/// its `content-length` (the control plane pipes it into storage without
+/// parsing it). A file that changed since the scan cuts the body short.
+pub async fn blob(
+    State(app): State<AppState>,
+    Json(req): Json<BlobRequest>,
+) -> Result<Response, ApiError> {
+    use tokio::io::AsyncReadExt;
+    let index = app
+        .snapshots
+        .index
+        .lock()
+        .ok()
+        .and_then(|slot| slot.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::InvalidField,
+                "no scan to send blobs of: call /snapshot/scan first",
+            )
+        })?;
+    let source = index.get(&req.digest).ok_or_else(|| {
+        snapshot_error(SnapshotError::UnknownDigest {
+            digest: req.digest.clone(),
+        })
+    })?;
+    let (path, size) = (source.path.clone(), source.size);
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?
+        .len();
+    if len != size {
+        return Err(snapshot_error(SnapshotError::Changed {
+            path,
+            reason: format!("{size} bytes when scanned, {len} now"),
+        }));
+    }
+    let stream = futures_util::stream::unfold((file, size), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let want = usize::try_from(left)
+            .unwrap_or(CHUNK_BYTES)
+            .min(CHUNK_BYTES);
+        let mut buf = vec![0_u8; want];
+        match file.read(&mut buf).await {
+            Ok(0) => Some((
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank during the snapshot",
+                )),
+                (file, 0),
+            )),
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), (file, left - n as u64)))
+            }
+            Err(e) => Some((Err(e), (file, 0))),
+        }
+    });
+    Response::builder()
+        .header("content-type", "application/octet-stream")
+        .header("content-length", size.to_string())
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal(format!("response: {e}")))
 }

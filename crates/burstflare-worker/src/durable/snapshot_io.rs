@@ -222,13 +222,30 @@ pub async fn take(
         .into_iter()
         .map(|b| b.digest)
         .collect();
-    let missing: Vec<String> = digests
+    // Large blobs are piped one by one straight into R2; the small ones
+    // come together in one framed stream.
+    let (large, missing): (Vec<String>, Vec<String>) = digests
         .iter()
         .filter(|d| !stored.contains(*d))
         .cloned()
-        .collect();
+        .partition(|d| sizes.get(d).is_some_and(|s| *s >= LARGE_BLOB));
     let bucket = env.bucket(BUCKET).map_err(|e| e.to_string())?;
     let (mut new_blobs, mut new_bytes) = (0_u64, 0_u64);
+    for digest in &large {
+        let len = sizes.get(digest).copied().unwrap_or(0);
+        let kept = store_blob_piped(env, &bucket, agent, &row.workspace_id, digest, len)
+            .await
+            .map_err(|e| match e {
+                BlobError::Mismatch(actual) => format!(
+                    "a file changed while it was read (expected {digest}, got {actual}); try again"
+                ),
+                BlobError::Read(r) | BlobError::Internal(r) => r,
+            })?;
+        if kept {
+            new_blobs += 1;
+            new_bytes += len;
+        }
+    }
     if !missing.is_empty() {
         let body = serde_json::to_string(&serde_json::json!({ "digests": missing }))
             .map_err(|e| e.to_string())?;
@@ -328,6 +345,83 @@ async fn store_blob<S: Stream<Item = worker::Result<Vec<u8>>> + Unpin>(
         return Err(BlobError::Mismatch(actual));
     }
     let kept = store::add_blob(env, workspace_id, digest, size, &key, now())
+        .await
+        .map_err(|e| BlobError::Internal(e.internal.unwrap_or(e.message)))?;
+    if !kept {
+        let _ = bucket.delete(&key).await;
+    }
+    Ok(kept)
+}
+
+/// Blobs at least this large are piped one by one (`/snapshot/blob`).
+const LARGE_BLOB: u64 = 1 << 20;
+
+/// [`store_blob`] for one large blob asked of the agent by itself: its body
+/// is piped by the runtime into R2 (through a `FixedLengthStream`) and, on a
+/// tee, into a `DigestStream`, so its bytes never enter this Worker's wasm
+/// memory. A digest that does not match deletes the object again.
+async fn store_blob_piped(
+    env: &Env,
+    bucket: &worker::Bucket,
+    agent: &Agent<'_>,
+    workspace_id: &str,
+    digest: &str,
+    len: u64,
+) -> Result<bool, BlobError> {
+    use wasm_bindgen::JsCast as _;
+    use worker::crypto::{DigestStream, DigestStreamAlgorithm};
+    let js = |e: wasm_bindgen::JsValue| BlobError::Internal(js_text(&e));
+    let body = serde_json::to_string(&serde_json::json!({ "digest": digest }))
+        .map_err(|e| BlobError::Internal(e.to_string()))?;
+    let resp = agent
+        .post("/snapshot/blob", Some(body.into()), "application/json")
+        .await
+        .map_err(|e| BlobError::Read(format!("reading a changed file failed: {e}")))?;
+    let source = worker::web_sys::Response::from(resp)
+        .body()
+        .ok_or_else(|| BlobError::Read(format!("blob {digest} came without a body")))?;
+    let branches = source.tee();
+    let (to_hash, to_store): (
+        worker::web_sys::ReadableStream,
+        worker::web_sys::ReadableStream,
+    ) = (
+        branches.get(0).unchecked_into(),
+        branches.get(1).unchecked_into(),
+    );
+    let hasher = DigestStream::new(DigestStreamAlgorithm::Sha256);
+    let hashed = wasm_bindgen_futures::JsFuture::from(to_hash.pipe_to(hasher.raw()));
+    let fixed = worker::worker_sys::FixedLengthStream::new_big_int(js_sys::BigInt::from(len))
+        .map_err(js)?;
+    let piped = wasm_bindgen_futures::JsFuture::from(to_store.pipe_to(&fixed.writable()));
+    let nonce = hex::encode(random::<8>().map_err(|e| BlobError::Internal(e.message))?);
+    let key = store::blob_key(workspace_id, digest, &nonce);
+    let put = bucket
+        .put(&key, worker::Data::ReadableStream(fixed.readable()))
+        .execute();
+    let (stored, piped, hashed) = futures_util::join!(put, piped, hashed);
+    let failed = stored
+        .err()
+        .map(|e| e.to_string())
+        .or_else(|| piped.err().map(|e| js_text(&e)))
+        .or_else(|| hashed.err().map(|e| js_text(&e)));
+    if let Some(reason) = failed {
+        let _ = bucket.delete(&key).await;
+        return Err(BlobError::Read(format!(
+            "storing blob {digest} failed: {reason}"
+        )));
+    }
+    let actual = hex::encode(
+        hasher
+            .digest()
+            .await
+            .map_err(|e| BlobError::Internal(e.to_string()))?
+            .to_vec(),
+    );
+    if actual != digest {
+        let _ = bucket.delete(&key).await;
+        return Err(BlobError::Mismatch(actual));
+    }
+    let kept = store::add_blob(env, workspace_id, digest, len, &key, now())
         .await
         .map_err(|e| BlobError::Internal(e.internal.unwrap_or(e.message)))?;
     if !kept {
