@@ -764,7 +764,8 @@ impl SessionCoordinator {
                 Ok(row)
             }
             Err(reason) => {
-                snapstore::fail(&self.env, &row.id, &reason, now()).await?;
+                // Blobs it stored before failing go too, unless others need them.
+                crate::services::snapshots::discard(&self.env, &row, &reason).await?;
                 Err(ApiError::new(
                     503,
                     ErrorCode::SnapshotFailed,

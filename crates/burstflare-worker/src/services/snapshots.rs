@@ -310,18 +310,18 @@ pub async fn upload(
                 ),
                 IngestError::Internal(m) => (ApiError::internal(m.clone()), m),
             };
-            discard(ctx, &row, &reason).await?;
+            discard(&ctx.env, &row, &reason).await?;
             Err(err)
         }
     }
 }
 
 /// Marks `row` failed and deletes what it stored that nothing else needs.
-async fn discard(ctx: &Ctx, row: &SnapshotRow, reason: &str) -> ApiResult<()> {
-    let digests = store::ref_digests(&ctx.env, &row.id).await?;
-    store::fail(&ctx.env, &row.id, reason, crate::platform::now()).await?;
-    let bucket = ctx.env.bucket(BUCKET)?;
-    for blob in store::collect(&ctx.env, &row.workspace_id, &digests).await? {
+pub async fn discard(env: &worker::Env, row: &SnapshotRow, reason: &str) -> ApiResult<()> {
+    let digests = store::ref_digests(env, &row.id).await?;
+    store::fail(env, &row.id, reason, crate::platform::now()).await?;
+    let bucket = env.bucket(BUCKET)?;
+    for blob in store::collect(env, &row.workspace_id, &digests).await? {
         bucket.delete(&blob.object_key).await?;
     }
     Ok(())
