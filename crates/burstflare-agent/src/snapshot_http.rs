@@ -119,6 +119,22 @@ pub async fn scan(
     Ok(Json(manifest))
 }
 
+/// The blob index of the last scan (409 before any scan).
+fn last_index(app: &AppState) -> Result<Arc<BlobIndex>, ApiError> {
+    app.snapshots
+        .index
+        .lock()
+        .ok()
+        .and_then(|slot| slot.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::InvalidField,
+                "no scan to send blobs of: call /snapshot/scan first",
+            )
+        })
+}
+
 #[derive(Deserialize)]
 pub struct BlobsRequest {
     digests: Vec<String>,
@@ -166,19 +182,7 @@ pub async fn blobs(
     State(app): State<AppState>,
     Json(req): Json<BlobsRequest>,
 ) -> Result<Response, ApiError> {
-    let index = app
-        .snapshots
-        .index
-        .lock()
-        .ok()
-        .and_then(|slot| slot.clone())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::InvalidField,
-                "no scan to send blobs of: call /snapshot/scan first",
-            )
-        })?;
+    let index = last_index(&app)?;
     if let Some(unknown) = req.digests.iter().find(|d| index.get(d).is_none()) {
         return Err(snapshot_error(SnapshotError::UnknownDigest {
             digest: unknown.clone(),
@@ -311,19 +315,7 @@ pub async fn blob(
     Json(req): Json<BlobRequest>,
 ) -> Result<Response, ApiError> {
     use tokio::io::AsyncReadExt;
-    let index = app
-        .snapshots
-        .index
-        .lock()
-        .ok()
-        .and_then(|slot| slot.clone())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::InvalidField,
-                "no scan to send blobs of: call /snapshot/scan first",
-            )
-        })?;
+    let index = last_index(&app)?;
     let source = index.get(&req.digest).ok_or_else(|| {
         snapshot_error(SnapshotError::UnknownDigest {
             digest: req.digest.clone(),
