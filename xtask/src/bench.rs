@@ -21,7 +21,7 @@ pub fn run(name: &str, runs: Option<u32>, mb: Option<u32>) -> Result<()> {
     }
     let t = tools::bootstrap()?;
     build::all(&t, Wasm { optimize: false })?;
-    let image = test::runtime_image()?;
+    let images = test::images()?;
     // Measure what users run: optimised CLI (the SSH stdio proxy) and runner.
     proc::run(Command::new(env!("CARGO")).current_dir(&t.root).args([
         "build",
@@ -50,7 +50,7 @@ pub fn run(name: &str, runs: Option<u32>, mb: Option<u32>) -> Result<()> {
     if let Some(mb) = mb {
         cmd.args(["--mb", &mb.to_string()]);
     }
-    test::harness_env(&mut cmd, &t, &image);
+    test::harness_env(&mut cmd, &t, &images);
     cmd.env("BURSTFLARE_CLI_BIN", release.join("burstflare"))
         .env("BURSTFLARE_RUNNER_BIN", release.join("burstflare-runner"));
     proc::run(&mut cmd)

@@ -1,4 +1,4 @@
-//! Building the Worker and the native binaries, and deploying.
+//! Building the web app, the Worker and the native binaries, and deploying.
 
 use std::env;
 use std::process::Command;
@@ -18,6 +18,7 @@ pub struct Wasm {
 /// pointing it at local wasm-bindgen, wasm-opt and esbuild (it would download
 /// them from GitHub otherwise).
 pub fn worker(t: &Toolchain, wasm: Wasm) -> Result<()> {
+    web(t)?;
     let mut cmd = t.command(&t.worker_build);
     cmd.current_dir(t.root.join("crates/burstflare-worker"))
         .env("WASM_BINDGEN_BIN", &t.wasm_bindgen)
@@ -28,6 +29,12 @@ pub fn worker(t: &Toolchain, wasm: Wasm) -> Result<()> {
         cmd.arg("--no-opt");
     }
     proc::run(&mut cmd)
+}
+
+/// Bundles the web app (`web/build.mjs`: esbuild) into `web/dist/`, the
+/// Worker's static assets; it prints the size of the dashboard's first load.
+pub fn web(t: &Toolchain) -> Result<()> {
+    proc::run(t.command("node").current_dir(&t.root).arg("web/build.mjs"))
 }
 
 /// The Worker plus every native binary.

@@ -4,7 +4,7 @@
 //! `.burstflare/state` and survives restarts; `--fresh` starts empty.
 //! Sessions run on the local Docker Engine through `burstflare-runner`, which
 //! is started here (Docker too, when it is installed but not running, and the
-//! runtime image is built when its inputs changed).
+//! runtime image and its editor variant are built when their inputs changed).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::build::{self, Wasm};
+use crate::test::Images;
 use crate::tools::{self, Toolchain};
 use crate::{config, proc};
 
@@ -90,14 +91,14 @@ pub fn spawn_runner(t: &Toolchain, port: u16) -> Result<DevRunner> {
 }
 
 /// Starts `wrangler dev` on 127.0.0.1:`port` with local state in `state`,
-/// sessions on `runner` and the runtime image `image`.
+/// sessions on `runner` and the session images `images`.
 pub fn spawn_wrangler(
     t: &Toolchain,
     config: &str,
     state: &str,
     port: u16,
     runner: &DevRunner,
-    image: &str,
+    images: &Images,
 ) -> Result<Child> {
     let mut cmd = t.wrangler();
     cmd.args([
@@ -118,7 +119,8 @@ pub fn spawn_wrangler(
         "info",
     ])
     .args(["--var", &format!("RUNNER_URL:{}", runner.url)])
-    .args(["--var", &format!("RUNTIME_IMAGE:{image}")])
+    .args(["--var", &format!("RUNTIME_IMAGE:{}", images.runtime)])
+    .args(["--var", &format!("EDITOR_IMAGE:{}", images.editor)])
     // Upload URLs, device-login links and passkey origins follow the port.
     .args(["--var", &format!("PUBLIC_URL:http://localhost:{port}")])
     .args([
@@ -145,7 +147,7 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
 pub fn run(port: u16, runner_port: u16, fresh: bool) -> Result<()> {
     let t = tools::bootstrap()?;
     build::all(&t, Wasm { optimize: false })?;
-    let image = crate::test::runtime_image()?;
+    let images = crate::test::images()?;
     let config = config::render("dev")?.to_string_lossy().into_owned();
     let state_dir = t.root.join(".burstflare/state");
     if fresh && state_dir.exists() {
@@ -166,7 +168,7 @@ pub fn run(port: u16, runner_port: u16, fresh: bool) -> Result<()> {
         .context("cannot handle Ctrl-C")?;
 
     let runner = spawn_runner(&t, runner_port)?;
-    let mut child = spawn_wrangler(&t, &config, &state, port, &runner, &image)?;
+    let mut child = spawn_wrangler(&t, &config, &state, port, &runner, &images)?;
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut announced = false;
@@ -197,8 +199,8 @@ pub fn run(port: u16, runner_port: u16, fresh: bool) -> Result<()> {
                     );
                     eprintln!("  state:     {state}");
                     eprintln!(
-                        "  sessions:  burstflare-runner at {} (image {image})",
-                        runner.url
+                        "  sessions:  burstflare-runner at {} (images {} and {})",
+                        runner.url, images.runtime, images.editor
                     );
                     eprintln!("Press Ctrl-C to stop.");
                 }

@@ -11,6 +11,16 @@
 //!   always give the same tag, and an existing tag means there is nothing to
 //!   build. `burstflare/runtime:latest` is moved to it as well (the dev config's
 //!   default), and the tag is written to `target/burstflare/runtime-image`.
+//!
+//! `cargo xtask image --editor` also builds the editor variant from
+//! `images/editor`: `FROM` the runtime image, plus code-server and its Node.js
+//! ([`crate::editor`] installs them on the host, cached). Its tag is
+//! `burstflare/runtime-editor:<16 hex>` over the runtime image's id, the files
+//! of `images/editor` (Markdown excluded) and the install's digest;
+//! `burstflare/runtime-editor:latest` follows it and the tag is written to
+//! `target/burstflare/editor-image`. The context
+//! (`target/burstflare/editor-context`) is assembled only when there is
+//! something to build, from hard links into the install.
 
 use std::env;
 use std::fs::{self, File};
@@ -31,6 +41,10 @@ pub const BASE_IMAGE: &str = "burstflare/base:bookworm";
 pub const RUNTIME_REPOSITORY: &str = "burstflare/runtime";
 /// Moved to the newest build; the dev config's default `RUNTIME_IMAGE`.
 pub const RUNTIME_LATEST: &str = "burstflare/runtime:latest";
+/// The repository of editor image tags.
+pub const EDITOR_REPOSITORY: &str = "burstflare/runtime-editor";
+/// Moved to the newest editor build; the dev config's default `EDITOR_IMAGE`.
+pub const EDITOR_LATEST: &str = "burstflare/runtime-editor:latest";
 
 const SUITE: &str = "bookworm";
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -38,12 +52,35 @@ const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 const AGENT_BIN: &str = "burstflare-agent";
 /// Bumped when the way the tag is computed changes, so old tags are not reused.
 const DIGEST_VERSION: &str = "burstflare-runtime-image v1";
+/// As [`DIGEST_VERSION`], for the editor image.
+const EDITOR_DIGEST_VERSION: &str = "burstflare-editor-image v1";
 
-/// `cargo xtask image`: ensures the runtime image and prints its tag on stdout.
-pub fn run(rebuild: bool) -> Result<()> {
-    let tag = ensure_runtime_image(rebuild)?;
+/// `cargo xtask image [--editor]`: ensures the runtime image (and the editor
+/// image built from it) and prints the tag of the one asked for on stdout.
+pub fn run(rebuild: bool, editor: bool) -> Result<()> {
+    let tag = if editor {
+        ensure_editor_image(rebuild)?
+    } else {
+        ensure_runtime_image(rebuild)?
+    };
     println!("{tag}");
     Ok(())
+}
+
+/// `target/burstflare`, created, and a lock on `<name>.lock` in it, held
+/// until the file is dropped: one build at a time per checkout and context.
+fn out_dir_locked(name: &str) -> Result<(PathBuf, File)> {
+    let out_dir = crate::repo_root().join("target/burstflare");
+    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let lock_path = out_dir.join(format!("{name}.lock"));
+    let lock = File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!("waiting for another {name} build in this checkout to finish");
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    }
+    Ok((out_dir, lock))
 }
 
 /// Ensures Docker, the base image, the release agent and the runtime image
@@ -52,23 +89,18 @@ pub fn run(rebuild: bool) -> Result<()> {
 /// (which also bypasses Docker's layer cache). Logs go to stderr.
 pub fn ensure_runtime_image(rebuild: bool) -> Result<String> {
     let root = crate::repo_root();
-    let out_dir = root.join("target/burstflare");
-    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    // One build at a time per checkout: they share the context directory.
-    let lock_path = out_dir.join("image.lock");
-    let lock = File::create(&lock_path)
-        .with_context(|| format!("cannot create {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        eprintln!("waiting for another image build in this checkout to finish");
-        lock.lock()
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    }
+    // They share the context directory.
+    let (out_dir, _lock) = out_dir_locked("image")?;
 
     docker::ensure_docker()?;
     let (base, base_id) = base_image()?;
     let agent = build_agent(&root)?;
     let context = out_dir.join("image-context");
-    let files = assemble_context(&root.join("images/runtime"), &agent, &context)?;
+    let files = assemble_context(
+        &root.join("images/runtime"),
+        &[(AGENT_BIN.to_owned(), agent)],
+        &context,
+    )?;
     let digest = image_digest(&files, &base_id);
     let tag = format!("{RUNTIME_REPOSITORY}:{}", &digest[..16]);
 
@@ -93,6 +125,89 @@ pub fn ensure_runtime_image(rebuild: bool) -> Result<String> {
     fs::write(&tag_file, format!("{tag}\n"))
         .with_context(|| format!("cannot write {}", tag_file.display()))?;
     Ok(tag)
+}
+
+/// Ensures the runtime image and the editor image built `FROM` it; returns
+/// the editor image's tag (`burstflare/runtime-editor:<16 hex>`).
+pub fn ensure_editor_image(rebuild: bool) -> Result<String> {
+    let runtime = ensure_runtime_image(rebuild)?;
+    ensure_editor_image_on(&runtime, rebuild)
+}
+
+/// Ensures the editor image built `FROM` the runtime image `runtime` (a tag
+/// that exists) and the cached code-server install; returns its tag. Builds
+/// only when no image has that tag yet, or always with `rebuild`.
+pub fn ensure_editor_image_on(runtime: &str, rebuild: bool) -> Result<String> {
+    let root = crate::repo_root();
+    let (out_dir, _lock) = out_dir_locked("editor-image")?;
+    docker::ensure_docker()?;
+    let runtime_id =
+        image_id(runtime).with_context(|| format!("the runtime image {runtime} does not exist"))?;
+    let install = crate::editor::ensure_install()?;
+    let source = root.join("images/editor");
+    let mut sources = Vec::new();
+    collect_files(&source, &source, &mut sources)?;
+    sources.sort();
+    let files = sources
+        .iter()
+        .map(|(path, from)| context_file(path, from))
+        .collect::<Result<Vec<_>>>()?;
+    let digest = editor_digest(&files, &runtime_id, &install.digest);
+    let tag = format!("{EDITOR_REPOSITORY}:{}", &digest[..16]);
+
+    if !rebuild && image_id(&tag).is_some() {
+        eprintln!("editor image {tag} is up to date");
+    } else {
+        let context = out_dir.join("editor-context");
+        let assembled = assemble_context(&source, &[], &context)?;
+        if assembled != files {
+            bail!(
+                "{} changed while the editor image was being built; run it again",
+                source.display()
+            );
+        }
+        crate::editor::stage(&install.staged()?, &context)?;
+        eprintln!(
+            "building editor image {tag} from {runtime} (code-server {}, Node.js {})",
+            crate::editor::CODE_SERVER_VERSION,
+            crate::editor::NODE_VERSION
+        );
+        let mut cmd = docker();
+        cmd.env("DOCKER_BUILDKIT", "0")
+            .args(["build", "--force-rm"])
+            .args(["--build-arg", &format!("RUNTIME_IMAGE={runtime}")])
+            .args(["--label", &format!("dev.burstflare.image-digest={digest}")])
+            .args(["--tag", &tag]);
+        if rebuild {
+            cmd.arg("--no-cache");
+        }
+        cmd.arg(&context).stdout(io::stderr());
+        let built = proc::run(&mut cmd).context("cannot build the editor image");
+        // The context is ~700 MB of hard links (or copies): not kept around.
+        if let Err(e) = fs::remove_dir_all(&context) {
+            eprintln!("warning: cannot remove {}: {e}", context.display());
+        }
+        built?;
+    }
+    proc::run(docker().args(["tag", &tag, EDITOR_LATEST]))?;
+    let tag_file = out_dir.join("editor-image");
+    fs::write(&tag_file, format!("{tag}\n"))
+        .with_context(|| format!("cannot write {}", tag_file.display()))?;
+    Ok(tag)
+}
+
+/// The hex SHA-256 naming an editor build: the runtime image id, the files of
+/// `images/editor` and the code-server install.
+fn editor_digest(files: &[ContextFile], runtime_id: &str, install_digest: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(EDITOR_DIGEST_VERSION);
+    h.update(format!(
+        "\nruntime {runtime_id}\ninstall {install_digest}\n"
+    ));
+    for f in files {
+        h.update(format!("{:o} {} {}\n", f.mode, f.sha256, f.path));
+    }
+    hex::encode(h.finalize())
 }
 
 /// `BURSTFLARE_BASE_IMAGE` (pulled if missing) or the offline base: `(name, id)`.
@@ -351,12 +466,27 @@ struct ContextFile {
     sha256: String,
 }
 
-/// Recreates `context` from the files of `source` (Markdown excluded) and the
-/// agent binary; returns the files sorted by path.
-fn assemble_context(source: &Path, agent: &Path, context: &Path) -> Result<Vec<ContextFile>> {
+/// The [`ContextFile`] of `from` at `path` (mode normalised).
+fn context_file(path: &str, from: &Path) -> Result<ContextFile> {
+    let bytes = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let executable = fs::metadata(from)?.permissions().mode() & 0o111 != 0;
+    Ok(ContextFile {
+        path: path.to_owned(),
+        mode: if executable { 0o755 } else { 0o644 },
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    })
+}
+
+/// Recreates `context` from the files of `source` (Markdown excluded) and
+/// `extra` files (context path, source path); returns the files sorted by path.
+fn assemble_context(
+    source: &Path,
+    extra: &[(String, PathBuf)],
+    context: &Path,
+) -> Result<Vec<ContextFile>> {
     let mut inputs = Vec::new();
     collect_files(source, source, &mut inputs)?;
-    inputs.push((AGENT_BIN.to_owned(), agent.to_path_buf()));
+    inputs.extend(extra.iter().cloned());
     inputs.sort();
     if context.exists() {
         fs::remove_dir_all(context)
@@ -524,6 +654,24 @@ mod tests {
     }
 
     #[test]
+    fn editor_digest_covers_runtime_install_and_files() {
+        let files = vec![ContextFile {
+            path: "Dockerfile".into(),
+            mode: 0o644,
+            sha256: "aa".into(),
+        }];
+        let d = editor_digest(&files, "sha256:1", "i1");
+        assert_eq!(d, editor_digest(&files, "sha256:1", "i1"));
+        assert_ne!(d, editor_digest(&files, "sha256:2", "i1"));
+        assert_ne!(d, editor_digest(&files, "sha256:1", "i2"));
+        let mut other = files.clone();
+        other[0].sha256 = "bb".into();
+        assert_ne!(d, editor_digest(&other, "sha256:1", "i1"));
+        // Never the runtime image's tag for the same inputs.
+        assert_ne!(d, image_digest(&files, "sha256:1"));
+    }
+
+    #[test]
     fn context_takes_files_without_markdown_and_normalises_modes() -> Result<()> {
         let scratch = env::temp_dir().join(format!("xtask-image-test-{}", std::process::id()));
         let source = scratch.join("src");
@@ -541,7 +689,7 @@ mod tests {
         let context = scratch.join("ctx");
         fs::create_dir_all(context.join("stale"))?;
 
-        let files = assemble_context(&source, &agent, &context)?;
+        let files = assemble_context(&source, &[("burstflare-agent".into(), agent)], &context)?;
         let listed: Vec<(&str, u32)> = files.iter().map(|f| (f.path.as_str(), f.mode)).collect();
         assert_eq!(
             listed,
@@ -565,7 +713,14 @@ mod tests {
             0o644
         );
         // Same inputs, same files (and so the same tag).
-        assert_eq!(assemble_context(&source, &agent, &context)?, files);
+        assert_eq!(
+            assemble_context(
+                &source,
+                &[("burstflare-agent".into(), scratch.join("agent"))],
+                &context
+            )?,
+            files
+        );
         fs::remove_dir_all(&scratch)?;
         Ok(())
     }

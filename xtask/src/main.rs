@@ -11,7 +11,8 @@
 //! * `bench <name>`: benchmarks on the real stack (`session-start`,
 //!   `ssh-throughput`, `prebuild`, `snapshot`), printed as figures.
 //! * `image`: build the session runtime image (`images/runtime`) if its inputs
-//!   changed and print its tag.
+//!   changed and print its tag; `--editor` builds its editor variant
+//!   (`images/editor`, code-server) as well and prints that one's tag.
 //!
 //! Tool installs are cached (`~/.cargo/bin`, `~/.cache/burstflare`,
 //! `node_modules`) and skipped when present.
@@ -21,6 +22,7 @@ mod build;
 mod config;
 mod dev;
 mod docker;
+mod editor;
 mod image;
 mod proc;
 mod test;
@@ -99,6 +101,10 @@ enum Command {
         /// Build even if the tag exists, without Docker's layer cache.
         #[arg(long)]
         rebuild: bool,
+        /// Build the editor image (the runtime image plus code-server) as
+        /// well, and print its tag instead.
+        #[arg(long)]
+        editor: bool,
     },
 }
 
@@ -129,10 +135,12 @@ fn main() -> ExitCode {
         Command::Env => tools::bootstrap().and_then(|t| {
             build::worker(&t, build::Wasm { optimize: false })?;
             t.print_env();
-            println!("BURSTFLARE_RUNTIME_IMAGE={}", test::runtime_image()?);
+            let images = test::images()?;
+            println!("BURSTFLARE_RUNTIME_IMAGE={}", images.runtime);
+            println!("BURSTFLARE_EDITOR_IMAGE={}", images.editor);
             Ok(())
         }),
-        Command::Image { rebuild } => image::run(rebuild),
+        Command::Image { rebuild, editor } => image::run(rebuild, editor),
         Command::Bench { name, runs, mb } => bench::run(&name, runs, mb),
     };
     match result {

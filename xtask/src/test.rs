@@ -56,24 +56,48 @@ fn run_tests(cmd: &mut Command, totals: &mut Totals) -> Result<bool> {
 }
 
 /// Docker up and the runtime image built (both cached; see `image`); the
-/// `sqlite3` CLI, with which the e2e suite lists local R2 objects.
+/// `sqlite3` CLI, with which the e2e suite lists local R2 objects; Chromium
+/// and chromedriver for the browser test.
 pub fn runtime_image() -> Result<String> {
     crate::docker::ensure_docker()?;
     if crate::docker::find_program("sqlite3").is_none() {
         crate::docker::apt_install(&["sqlite3"])?;
     }
+    // The browser test drives Debian's Chromium through its chromedriver.
+    if crate::docker::find_program("chromium").is_none()
+        || crate::docker::find_program("chromedriver").is_none()
+    {
+        crate::docker::apt_install(&["chromium", "chromium-driver"])?;
+    }
     crate::image::ensure_runtime_image(false)
+}
+
+/// The session images a stack boots (their tags).
+#[derive(Debug, Clone)]
+pub struct Images {
+    /// `RUNTIME_IMAGE`: every session and builder.
+    pub runtime: String,
+    /// `EDITOR_IMAGE`: sessions of templates with `editor = true`.
+    pub editor: String,
+}
+
+/// [`runtime_image`] and the editor image built from it (cached; see `image`).
+pub fn images() -> Result<Images> {
+    let runtime = runtime_image()?;
+    let editor = crate::image::ensure_editor_image_on(&runtime, false)?;
+    Ok(Images { runtime, editor })
 }
 
 /// The environment through which the e2e harness (and the benchmarks) find
 /// the tools xtask built instead of building them again.
-pub fn harness_env(cmd: &mut Command, t: &tools::Toolchain, runtime_image: &str) {
+pub fn harness_env(cmd: &mut Command, t: &tools::Toolchain, images: &Images) {
     let bin = crate::image::target_dir(&t.root).join("debug");
     cmd.env("BURSTFLARE_NODE_BIN_DIR", &t.node_bin_dir)
         .env("BURSTFLARE_WRANGLER", &t.wrangler)
         .env("BURSTFLARE_CLI_BIN", bin.join("burstflare"))
         .env("BURSTFLARE_RUNNER_BIN", bin.join("burstflare-runner"))
-        .env("BURSTFLARE_RUNTIME_IMAGE", runtime_image)
+        .env("BURSTFLARE_RUNTIME_IMAGE", &images.runtime)
+        .env("BURSTFLARE_EDITOR_IMAGE", &images.editor)
         .env("BURSTFLARE_WORKER_PREBUILT", "1");
 }
 
@@ -113,7 +137,7 @@ pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
     }
     build::worker(&t, Wasm { optimize: false })?;
     proc::run(cargo().args(["build", "--workspace", "--bins"]))?;
-    let image = runtime_image()?;
+    let images = images()?;
 
     let mut totals = Totals::default();
     let unit_ok = run_tests(
@@ -122,7 +146,7 @@ pub fn run(lint: bool, e2e_filter: Option<&str>) -> Result<()> {
     )?;
     let mut e2e = cargo();
     e2e.args(["test", "-p", "burstflare-e2e", "--test", "e2e", "--"]);
-    harness_env(&mut e2e, &t, &image);
+    harness_env(&mut e2e, &t, &images);
     if let Some(filter) = e2e_filter {
         e2e.arg(filter);
     }

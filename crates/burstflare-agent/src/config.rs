@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use burstflare_api::runtime::{
     AGENT_PORT, ENV_AGENT_PORT, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS, ENV_DRAIN_SECS,
-    ENV_SESSION_ENV, ENV_SESSION_ID, LOGIN_USER, SSH_PORT,
+    ENV_EDITOR_PORT, ENV_SESSION_ENV, ENV_SESSION_ID, LOGIN_USER, SSH_PORT,
 };
 
+use crate::editor::EditorConfig;
 use crate::session_env::{self, SessionEnv};
 
 /// Override: the sshd binary (default [`DEFAULT_SSHD`]).
@@ -43,11 +44,15 @@ pub const ENV_PROFILE_ENV_FILE: &str = "BURSTFLARE_AGENT_PROFILE_ENV_FILE";
 pub const ENV_LISTEN_ADDR: &str = "BURSTFLARE_AGENT_LISTEN_ADDR";
 /// Override: how long a detached terminal's shell is kept, in seconds (default 600).
 pub const ENV_TERMINAL_GRACE_SECS: &str = "BURSTFLARE_AGENT_TERMINAL_GRACE_SECS";
+/// Override: the code-server binary, absolute (default [`DEFAULT_EDITOR_BIN`]).
+pub const ENV_EDITOR_BIN: &str = "BURSTFLARE_AGENT_EDITOR_BIN";
 
 pub const DEFAULT_SSHD: &str = "/usr/sbin/sshd";
 pub const DEFAULT_SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
 pub const DEFAULT_HOST_KEY_DIR: &str = "/etc/ssh";
 pub const DEFAULT_TERMINAL_GRACE: Duration = Duration::from_secs(600);
+/// Where the editor image installs code-server's launcher (`images/editor`).
+pub const DEFAULT_EDITOR_BIN: &str = "/usr/local/bin/code-server";
 
 /// Variables that must not leak into the processes the agent starts.
 /// (The session environment reaches them as separate variables, or through
@@ -88,6 +93,8 @@ pub struct Config {
     pub terminal_grace: Duration,
     /// How long to wait for a final snapshot after SIGTERM (0: none).
     pub drain: Duration,
+    /// The browser editor to supervise; none without [`ENV_EDITOR_PORT`].
+    pub editor: Option<EditorConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -110,6 +117,7 @@ impl std::fmt::Debug for Config {
             .field("profile_env_file", &self.profile_env_file)
             .field("terminal_grace", &self.terminal_grace)
             .field("drain", &self.drain)
+            .field("editor", &self.editor)
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +193,32 @@ impl Config {
                 })?)
             }
         };
+        let editor = match get(ENV_EDITOR_PORT) {
+            None => None,
+            Some(v) => {
+                let port = v
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        var: ENV_EDITOR_PORT,
+                        value: v.clone(),
+                        expected: "a port number (1-65535)",
+                    })?;
+                let program =
+                    PathBuf::from(get(ENV_EDITOR_BIN).unwrap_or_else(|| DEFAULT_EDITOR_BIN.into()));
+                // It runs through a login shell whose PATH is not the agent's.
+                if !program.is_absolute() {
+                    return Err(ConfigError::Invalid {
+                        var: ENV_EDITOR_BIN,
+                        value: program.display().to_string(),
+                        expected: "an absolute path",
+                    });
+                }
+                Some(EditorConfig { port, program })
+            }
+        };
         let session_env = session_env::parse(&get(ENV_SESSION_ENV).unwrap_or_default());
         for problem in &session_env.problems {
             tracing::warn!("{problem}");
@@ -214,6 +248,7 @@ impl Config {
             profile_env_file: get(ENV_PROFILE_ENV_FILE).map(PathBuf::from),
             terminal_grace,
             drain,
+            editor,
         })
     }
 }
@@ -268,6 +303,7 @@ mod tests {
         assert_eq!(c.profile_env_file, None);
         assert_eq!(c.terminal_grace, Duration::from_secs(600));
         assert!(c.authorized_keys.is_empty());
+        assert_eq!(c.editor, None);
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 
@@ -293,6 +329,45 @@ mod tests {
             "BURSTFLARE_AGENT_PORT: \"70000\" is not a port number"
         );
         let err = config(&[(ENV_AGENT_SECRET, "s"), (ENV_SSHD, "sshd")]).unwrap_err();
+        assert!(err.to_string().contains("absolute path"), "{err}");
+    }
+
+    #[test]
+    fn editor_runs_only_with_a_port() {
+        let c = config(&[(ENV_AGENT_SECRET, "s"), (ENV_EDITOR_PORT, " 13337 ")]).unwrap();
+        assert_eq!(
+            c.editor,
+            Some(EditorConfig {
+                port: 13337,
+                program: PathBuf::from("/usr/local/bin/code-server"),
+            })
+        );
+        let c = config(&[
+            (ENV_AGENT_SECRET, "s"),
+            (ENV_EDITOR_PORT, "8080"),
+            (ENV_EDITOR_BIN, "/opt/fake-code-server"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.editor.map(|e| e.program),
+            Some(PathBuf::from("/opt/fake-code-server"))
+        );
+        // The binary alone does not start an editor.
+        let c = config(&[(ENV_AGENT_SECRET, "s"), (ENV_EDITOR_BIN, "/x")]).unwrap();
+        assert_eq!(c.editor, None);
+        for bad in ["0", "70000", "http"] {
+            let err = config(&[(ENV_AGENT_SECRET, "s"), (ENV_EDITOR_PORT, bad)]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("BURSTFLARE_EDITOR_PORT: {bad:?} is not a port number (1-65535)")
+            );
+        }
+        let err = config(&[
+            (ENV_AGENT_SECRET, "s"),
+            (ENV_EDITOR_PORT, "13337"),
+            (ENV_EDITOR_BIN, "code-server"),
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("absolute path"), "{err}");
     }
 

@@ -2,19 +2,21 @@
 //! container (DESIGN.md §5). At start it generates the SSH host keys if they
 //! are missing, installs the login user's `authorized_keys`, writes the
 //! session's user environment where login sessions read it ([`session_env`]),
-//! and starts and supervises `sshd -D -e`; then it serves, on one port,
+//! starts and supervises `sshd -D -e`, and, when asked to, the browser editor
+//! (code-server, [`editor`]); then it serves, on one port,
 //! authenticated by the per-session secret in `x-burstflare-agent-token` (401
 //! with the error envelope otherwise):
 //!
 //! * `GET /healthz` → `AgentHealth` (`ok` once sshd runs, accepts TCP on the
-//!   SSH target and the host keys exist; `starting` before);
+//!   SSH target and the host keys exist; `starting` before; the editor's
+//!   state when there is one);
 //! * `GET /activity` → `AgentActivity` (per channel: last input/output, bytes, open connections);
 //! * `GET /ssh` — WebSocket ↔ TCP to sshd, binary frames ([`ssh_bridge`]);
 //! * `GET /terminal` — WebSocket ↔ the login shell on a PTY, with resize and
 //!   reattach ([`terminal_ws`] documents the protocol).
 //!
-//! SIGTERM or SIGINT stops accepting, hangs up the shells, stops sshd and
-//! exits 0.
+//! SIGTERM or SIGINT stops accepting, hangs up the shells, stops sshd and the
+//! editor, and exits 0.
 //!
 //! # Environment
 //!
@@ -27,7 +29,11 @@
 //!   to `/etc/environment` (pam_env, for SSH sessions) and
 //!   `/etc/profile.d/burstflare-session-env.sh` (login shells: terminals);
 //!   shells the agent runs directly get it in their environment;
-//! * `BURSTFLARE_AGENT_PORT` — listen port (default 7070).
+//! * `BURSTFLARE_AGENT_PORT` — listen port (default 7070);
+//! * `BURSTFLARE_EDITOR_PORT` — run code-server on this port (templates with
+//!   `editor = true`; `EDITOR_PORT`, 13337, is the platform's choice). Unset:
+//!   no editor. Where the image has no code-server, the agent logs it once
+//!   and reports it in `/healthz`.
 //!
 //! Overrides for tests and local runs (never set in session containers):
 //! * `BURSTFLARE_AGENT_LISTEN_ADDR` — listen IP (default `0.0.0.0`);
@@ -49,12 +55,15 @@
 //!   `/etc/profile.d/burstflare-session-env.sh`; like `authorized_keys`, a
 //!   non-root agent without these overrides writes neither);
 //! * `BURSTFLARE_AGENT_TERMINAL_GRACE_SECS` — how long a detached shell lives (default 600);
+//! * `BURSTFLARE_AGENT_EDITOR_BIN` — the code-server launcher, absolute
+//!   (default `/usr/local/bin/code-server`);
 //! * `RUST_LOG` — log filter (default `info`); logs go to stderr.
 
 pub mod activity;
 pub mod auth;
 pub mod build;
 pub mod config;
+pub mod editor;
 pub mod error;
 pub mod keys;
 pub mod layer;
@@ -78,6 +87,7 @@ use tokio::sync::watch;
 
 use crate::auth::Secret;
 use crate::config::Config;
+use crate::editor::Editor;
 use crate::server::AppState;
 use crate::sshd::Supervisor;
 use crate::terminal::Terminals;
@@ -150,8 +160,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let target = target.as_ref().ok().cloned();
         Box::new(move || install_authorized_keys(&config, target.as_ref(), root))
     };
+    let mut editor = config.editor.clone().map(|editor| {
+        Editor::spawn(
+            editor,
+            target.as_ref().ok().cloned(),
+            config.session_env.clone(),
+        )
+    });
     let terminals = Terminals::new(target, config.session_env.clone(), config.terminal_grace);
-    let state = AppState::new(
+    let mut state = AppState::new(
         terminals.clone(),
         supervisor.status(),
         config.ssh_target,
@@ -159,6 +176,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         stop_rx.clone(),
     )
     .with_snapshots(owner, reinstall);
+    if let Some(editor) = &editor {
+        state = state.with_editor(editor.status());
+    }
     let activity = state.activity.clone();
     let app = server::router(state, Secret::new(&config.secret));
 
@@ -187,18 +207,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     };
     // SIGTERM from the platform (not after the control plane released us):
-    // stop sshd and the shells, then keep serving until the control plane
-    // has taken its final snapshot, or the drain time is up.
+    // stop sshd, the editor and the shells, then keep serving until the
+    // control plane has taken its final snapshot, or the drain time is up.
     let lifecycle = activity.lifecycle.clone();
     let mut supervisor = Some(supervisor);
     if server_running && !config.drain.is_zero() && !lifecycle.released() {
         lifecycle.start_draining();
         tracing::info!(
             secs = config.drain.as_secs(),
-            "draining: sshd and the shells stop; waiting for the final snapshot"
+            "draining: sshd, the editor and the shells stop; waiting for the final snapshot"
         );
         if let Some(s) = supervisor.take() {
-            tokio::join!(terminals.shutdown(), s.stop());
+            tokio::join!(terminals.shutdown(), s.stop(), stop_editor(editor.take()));
         }
         match tokio::time::timeout(config.drain, lifecycle.until_released()).await {
             Ok(()) => tracing::info!("released after the final snapshot"),
@@ -214,7 +234,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         server.abort();
     }
     if let Some(s) = supervisor {
-        tokio::join!(terminals.shutdown(), s.stop());
+        tokio::join!(terminals.shutdown(), s.stop(), stop_editor(editor.take()));
     }
     // Let the WebSockets deliver their last words (exit codes, Close frames).
     let deadline = tokio::time::Instant::now() + GOODBYE_TIMEOUT;
@@ -227,6 +247,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn stop_editor(editor: Option<Editor>) {
+    if let Some(editor) = editor {
+        editor.stop().await;
+    }
 }
 
 /// Installs the configured keys (see the crate docs for where). Failures are

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::activity::Activity;
 use crate::auth::{Secret, require_token};
+use crate::editor::EditorStatus;
 use crate::error::ApiError;
 use crate::sshd::SshdStatus;
 use crate::terminal::{Size, TerminalError, Terminals};
@@ -55,6 +56,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Snapshot scans, blob streams and restores ([`crate::snapshot_http`]).
     pub snapshots: Arc<crate::snapshot_http::Snapshots>,
+    /// The browser editor, when the agent runs one ([`crate::editor`]).
+    pub editor: Option<Arc<EditorStatus>>,
 }
 
 impl AppState {
@@ -81,7 +84,15 @@ impl AppState {
                 ),
                 Box::new(|| {}),
             )),
+            editor: None,
         }
+    }
+
+    /// `/healthz` reports the editor's state.
+    #[must_use]
+    pub fn with_editor(mut self, editor: Arc<EditorStatus>) -> Self {
+        self.editor = Some(editor);
+        self
     }
 
     /// Restores go to `owner` and run `after_restore` when done.
@@ -371,6 +382,7 @@ async fn healthz(State(app): State<AppState>) -> Json<AgentHealth> {
         agent_version: env!("CARGO_PKG_VERSION").into(),
         uptime_ms: u64::try_from(app.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         base_digest: base_digest(),
+        editor: app.editor.as_ref().map(|e| e.health()),
     })
 }
 

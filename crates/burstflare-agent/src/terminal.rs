@@ -51,9 +51,11 @@ const EVENT_QUEUE: usize = 64;
 /// After the shell exits, output still in the PTY is read for at most this long.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 const TERM: &str = "xterm-256color";
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Variables of the agent's environment a shell inherits (locale, session id).
-const INHERITED_ENV: [&str; 4] = [
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Variables of the agent's environment a shell (and the editor) inherits
+/// (locale, session id).
+pub(crate) const INHERITED_ENV: [&str; 4] = [
     "LANG",
     "LC_ALL",
     "TZ",

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use burstflare_api::runtime::{
-    AGENT_TOKEN_HEADER, AgentActivity, AgentHealth, AgentStatus, LAYER_SHA256_HEADER,
+    AGENT_TOKEN_HEADER, AgentActivity, AgentHealth, AgentStatus, EditorHealth, LAYER_SHA256_HEADER,
     TerminalControl,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -41,11 +41,26 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 // ---------------------------------------------------------------- harness
 
+/// The editor the agent is asked to run (`BURSTFLARE_EDITOR_PORT`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FakeEditor {
+    None,
+    /// A fake code-server that records what it was started with (one line
+    /// in `editor.log`, see [`Agent::editor_runs`]) and sleeps.
+    Script,
+    /// A binary path where nothing is (the plain runtime image).
+    Missing,
+}
+
+/// The port the agent is told the editor uses (nothing binds it).
+const EDITOR_PORT: u16 = 13337;
+
 struct AgentBuilder {
     ssh_target: SocketAddr,
     grace_secs: u64,
     drain_secs: u64,
     sshd_script: Option<String>,
+    editor: FakeEditor,
 }
 
 impl AgentBuilder {
@@ -55,7 +70,13 @@ impl AgentBuilder {
             grace_secs: 600,
             drain_secs: 0,
             sshd_script: None,
+            editor: FakeEditor::None,
         }
+    }
+
+    fn editor(mut self, editor: FakeEditor) -> Self {
+        self.editor = editor;
+        self
     }
 
     fn drain_secs(mut self, secs: u64) -> Self {
@@ -120,6 +141,30 @@ impl AgentBuilder {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        let editor_bin = dir.path().join("fake-code-server");
+        match self.editor {
+            FakeEditor::None => {}
+            FakeEditor::Script => {
+                std::fs::write(
+                    &editor_bin,
+                    format!(
+                        "#!/bin/sh\n\
+                         echo \"$$|$*|$HOME|$PWD|$FOO|${{BURSTFLARE_AGENT_SECRET-unset}}|\
+                         ${{BURSTFLARE_SESSION_ENV-unset}}|${{BURSTFLARE_SESSION_ID-unset}}\" >> '{}'\n\
+                         exec sleep 300\n",
+                        dir.path().join("editor.log").display()
+                    ),
+                )
+                .unwrap();
+                std::fs::set_permissions(&editor_bin, std::fs::Permissions::from_mode(0o755))
+                    .unwrap();
+            }
+            FakeEditor::Missing => {}
+        }
+        if self.editor != FakeEditor::None {
+            cmd.env("BURSTFLARE_EDITOR_PORT", EDITOR_PORT.to_string())
+                .env("BURSTFLARE_AGENT_EDITOR_BIN", &editor_bin);
+        }
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(String::new()));
@@ -186,6 +231,32 @@ impl Agent {
                 return runs;
             }
             assert!(Instant::now() < deadline, "sshd ran {} times", runs.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the fake editor recorded, one entry per start: its pid, then its
+    /// arguments, HOME, working directory, `$FOO` (from the session
+    /// environment), and the agent's secret, the session environment's JSON
+    /// and the session id (`unset` when absent).
+    async fn editor_runs(&self, n: usize) -> Vec<Vec<String>> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let runs: Vec<Vec<String>> =
+                std::fs::read_to_string(self.dir.path().join("editor.log"))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| l.split('|').map(str::to_owned).collect())
+                    .collect();
+            if runs.len() >= n {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the editor ran {} times:\n{}",
+                runs.len(),
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -612,6 +683,7 @@ async fn boots_keys_and_reports_health() {
     let health = agent.health_until(|h| h.status == AgentStatus::Ok).await;
     assert!(health.sshd_running);
     assert_eq!(health.sshd_restarts, 0);
+    assert_eq!(health.editor, None, "no editor was asked for");
     assert_eq!(health.agent_version, env!("CARGO_PKG_VERSION"));
     assert_eq!(health.host_keys.len(), 1, "{health:?}");
     assert!(
@@ -1091,4 +1163,89 @@ async fn sigterm_stops_sshd_and_shells_and_exits_zero() {
     assert!(!process_gone(nohup_pid));
     kill(Pid::from_raw(nohup_pid), Signal::SIGKILL).unwrap();
     assert!(agent.logs().contains("stopped"), "{}", agent.logs());
+}
+
+#[tokio::test]
+async fn editor_runs_as_the_login_user_and_stops_with_the_agent() {
+    let (target, _conns) = echo_server().await;
+    let mut agent = AgentBuilder::new(target).editor(FakeEditor::Script).start();
+
+    let health = agent
+        .health_until(|h| h.editor.as_ref().is_some_and(|e| e.running))
+        .await;
+    assert_eq!(
+        health.editor,
+        Some(EditorHealth {
+            port: EDITOR_PORT,
+            running: true,
+            error: None
+        })
+    );
+    let runs = agent.editor_runs(1).await;
+    assert_eq!(runs.len(), 1);
+    let home = User::from_uid(geteuid()).unwrap().unwrap().dir;
+    let home = home.display().to_string();
+    let run = &runs[0];
+    assert_eq!(
+        run[1],
+        format!(
+            "--auth none --bind-addr 0.0.0.0:{EDITOR_PORT} --disable-telemetry \
+             --disable-update-check --disable-workspace-trust \
+             --disable-getting-started-override {home}"
+        )
+    );
+    // In the user's home, with the session's environment, without the
+    // agent's secrets.
+    assert_eq!(
+        run[2..],
+        [
+            home.as_str(),
+            home.as_str(),
+            "bar",
+            "unset",
+            "unset",
+            "ses_test"
+        ]
+    );
+    let editor_pid: i32 = run[0].parse().unwrap();
+
+    let status = agent.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", agent.logs());
+    wait_gone(editor_pid).await;
+    assert!(
+        agent.logs().contains("code-server stopped"),
+        "{}",
+        agent.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_missing_editor_is_reported_once_and_the_agent_serves_on() {
+    let (target, _conns) = echo_server().await;
+    let agent = AgentBuilder::new(target)
+        .editor(FakeEditor::Missing)
+        .start();
+
+    let health = agent
+        .health_until(|h| {
+            h.status == AgentStatus::Ok && h.editor.as_ref().is_some_and(|e| e.error.is_some())
+        })
+        .await;
+    let editor = health.editor.unwrap();
+    assert_eq!((editor.port, editor.running), (EDITOR_PORT, false));
+    let error = editor.error.unwrap();
+    assert!(
+        error.ends_with("fake-code-server does not exist: this image has no editor"),
+        "{error}"
+    );
+    assert_eq!(
+        agent.logs().matches("code-server is not installed").count(),
+        1,
+        "{}",
+        agent.logs()
+    );
+    // Everything else works.
+    let (mut t, _) = Term::open(&agent, "").await;
+    t.send("echo mark-$((20+3))\n").await;
+    t.expect("mark-23").await;
 }

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     TurnstileFailed,
     WorkspaceNotFound,
     SessionNotFound,
+    /// A preview of a port the session's release does not declare (or the
+    /// editor of a session without one).
+    PortNotDeclared,
     /// A session with this name exists in the workspace already.
     SessionNameTaken,
     /// The command is not valid in the session's current state; `details.state` names it.

@@ -119,3 +119,20 @@ impl Probe {
         self.stages.iter().find(|s| s.name == name)
     }
 }
+
+/// `GET /config` (no auth): what the web app needs to know before anyone
+/// signs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicConfig {
+    /// The deployment's name (`local`, `staging`, `production`).
+    pub environment: String,
+    pub turnstile: TurnstileConfig,
+}
+
+/// Whether sign-up needs a Turnstile token, and the widget's site key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnstileConfig {
+    pub required: bool,
+    /// `TURNSTILE_SITE_KEY`; none where Turnstile is not required.
+    pub site_key: Option<String>,
+}

@@ -105,6 +105,7 @@ use Scope::{Build, Public, Session, Template, User, Workspace};
 /// Every route, grouped by area.
 pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/health", "health.get", Public),
+    r("GET", "/config", "config.get", Public),
     // Registration and signing in.
     rb("POST", "/auth/register", "auth.register", Public),
     rb("POST", "/auth/token/refresh", "auth.refresh", Public),
@@ -393,6 +394,11 @@ pub const ROUTES: &[RouteSpec] = &[
         Session,
     ),
     ws("/sessions/{session_id}/ssh", "session.ssh", Session),
+    ws(
+        "/sessions/{session_id}/terminal",
+        "session.terminal",
+        Session,
+    ),
     // Snapshots of a session's persisted paths.
     r(
         "GET",

@@ -34,6 +34,13 @@ pub const ENV_AGENT_PORT: &str = "BURSTFLARE_AGENT_PORT";
 /// Container environment: the session's user environment as a JSON object
 /// (string → string); the agent makes it visible to SSH sessions and terminals.
 pub const ENV_SESSION_ENV: &str = "BURSTFLARE_SESSION_ENV";
+/// Container environment: the port the browser editor (code-server) listens
+/// on. Set only for templates with `editor = true`, whose sessions run the
+/// editor variant of the runtime image; unset, the agent runs no editor.
+pub const ENV_EDITOR_PORT: &str = "BURSTFLARE_EDITOR_PORT";
+/// The port the browser editor listens on inside the container (a reserved
+/// port: manifests cannot declare it).
+pub use burstflare_domain::template::EDITOR_PORT;
 /// The runtime image's entrypoint: tini as PID 1 running the agent.
 pub const AGENT_ENTRYPOINT: [&str; 3] = ["/usr/bin/tini", "--", "/usr/local/bin/burstflare-agent"];
 /// The login user of the runtime image.
@@ -156,6 +163,21 @@ pub struct AgentHealth {
     /// captured against and applied onto); none when the image has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_digest: Option<String>,
+    /// The browser editor, when the container runs one ([`ENV_EDITOR_PORT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub editor: Option<EditorHealth>,
+}
+
+/// The browser editor (code-server) in the agent's `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditorHealth {
+    /// The port it listens on (all interfaces).
+    pub port: u16,
+    /// Whether it is running right now.
+    pub running: bool,
+    /// Why it is not running (missing from the image, exited and about to be
+    /// restarted, …); none while it runs.
+    pub error: Option<String>,
 }
 
 /// Request header naming the SHA-256 (hex) a layer sent to the agent's

@@ -45,6 +45,13 @@ pub struct ReleaseBoot {
     pub layer_key: String,
     pub layer_digest: String,
     pub start: Vec<String>,
+    /// The ports the release declares: published by the runtime and reachable
+    /// at `/sessions/{id}/preview/{port}/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// Whether the session serves the browser editor (`/sessions/{id}/editor/`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub editor: bool,
 }
 
 /// `POST /api/v1/sessions`.

@@ -8,12 +8,12 @@
 //! users ([`Stack::register`]).
 //!
 //! Each stack runs its own [`Runner`] (burstflare-runner on the local Docker
-//! Engine) and passes its URL, secret and the runtime image tag to
-//! `wrangler dev` with `--var`.
+//! Engine) and passes its URL, secret and the runtime and editor image tags
+//! to `wrangler dev` with `--var`.
 //!
 //! Tool paths come from the environment `cargo xtask test` sets
 //! (`BURSTFLARE_WRANGLER`, `BURSTFLARE_NODE_BIN_DIR`, `BURSTFLARE_CLI_BIN`,
-//! `BURSTFLARE_RUNNER_BIN`, `BURSTFLARE_RUNTIME_IMAGE`);
+//! `BURSTFLARE_RUNNER_BIN`, `BURSTFLARE_RUNTIME_IMAGE`, `BURSTFLARE_EDITOR_IMAGE`);
 //! run standalone, the harness asks xtask to bootstrap and build first.
 
 pub mod passkey;
@@ -21,6 +21,7 @@ pub mod runner;
 pub mod siteverify;
 pub mod stack;
 pub mod user;
+pub mod webdriver;
 
 pub use runner::Runner;
 pub use stack::{Stack, Tools};

@@ -29,6 +29,9 @@ pub struct Tools {
     pub runner: PathBuf,
     /// The content-addressed runtime image tag sessions boot.
     pub runtime_image: String,
+    /// The content-addressed editor image tag (the runtime image plus
+    /// code-server) that sessions of templates with `editor = true` boot.
+    pub editor_image: String,
 }
 
 fn repo_root() -> PathBuf {
@@ -65,12 +68,20 @@ impl Tools {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        if let (Some(node_bin_dir), Some(wrangler), Some(cli), Some(runner), Ok(runtime_image)) = (
+        if let (
+            Some(node_bin_dir),
+            Some(wrangler),
+            Some(cli),
+            Some(runner),
+            Ok(runtime_image),
+            Ok(editor_image),
+        ) = (
             var("BURSTFLARE_NODE_BIN_DIR"),
             var("BURSTFLARE_WRANGLER"),
             var("BURSTFLARE_CLI_BIN"),
             var("BURSTFLARE_RUNNER_BIN"),
             std::env::var("BURSTFLARE_RUNTIME_IMAGE"),
+            std::env::var("BURSTFLARE_EDITOR_IMAGE"),
         ) {
             return Ok(Self {
                 repo,
@@ -79,6 +90,7 @@ impl Tools {
                 cli,
                 runner,
                 runtime_image,
+                editor_image,
             });
         }
         eprintln!(
@@ -97,11 +109,13 @@ impl Tools {
         let mut node_bin_dir = None;
         let mut wrangler = None;
         let mut runtime_image = None;
+        let mut editor_image = None;
         for line in env_lines.lines() {
             match line.split_once('=') {
                 Some(("BURSTFLARE_NODE_BIN_DIR", v)) => node_bin_dir = Some(PathBuf::from(v)),
                 Some(("BURSTFLARE_WRANGLER", v)) => wrangler = Some(PathBuf::from(v)),
                 Some(("BURSTFLARE_RUNTIME_IMAGE", v)) => runtime_image = Some(v.to_owned()),
+                Some(("BURSTFLARE_EDITOR_IMAGE", v)) => editor_image = Some(v.to_owned()),
                 _ => {}
             }
         }
@@ -114,6 +128,8 @@ impl Tools {
             runner: target.join("debug/burstflare-runner"),
             runtime_image: runtime_image
                 .context("xtask env did not print BURSTFLARE_RUNTIME_IMAGE")?,
+            editor_image: editor_image
+                .context("xtask env did not print BURSTFLARE_EDITOR_IMAGE")?,
             repo,
         })
     }
@@ -292,6 +308,7 @@ impl Stack {
             .args(["--var", &format!("RUNNER_URL:{}", runner.url)])
             .args(["--var", &format!("RUNNER_SECRET:{}", runner.secret)])
             .args(["--var", &format!("RUNTIME_IMAGE:{}", tools.runtime_image)])
+            .args(["--var", &format!("EDITOR_IMAGE:{}", tools.editor_image)])
             .args(
                 Self::defaults(port)
                     .into_iter()

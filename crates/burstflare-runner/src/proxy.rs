@@ -19,7 +19,8 @@
 //! (hyper answers `100-continue` on the caller's hop); everything else,
 //! including `x-burstflare-agent-token`, is forwarded. `Host` becomes
 //! `127.0.0.1:<container port>` (what a client inside the container would
-//! send) and the caller's `Host` travels as `X-Forwarded-Host`.
+//! send) and the caller's `Host` travels as `X-Forwarded-Host`, unless the
+//! caller sent one (a proxy in front keeps the browser's).
 
 use std::net::SocketAddr;
 
@@ -117,7 +118,11 @@ pub async fn forward(
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if let Some(host) = caller_host {
+    // A caller that is itself a proxy (the control plane) names the
+    // browser's host already; that one is kept.
+    if let Some(host) = caller_host
+        && !headers.contains_key(X_FORWARDED_HOST)
+    {
         headers.insert(X_FORWARDED_HOST, host);
     }
     if let Ok(host) = HeaderValue::from_str(&format!("127.0.0.1:{port}")) {

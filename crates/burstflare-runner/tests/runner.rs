@@ -954,6 +954,17 @@ async fn proxy_http_and_upgrades() -> Result<()> {
         headers["x-forwarded-host"] == format!("127.0.0.1:{}", runner.port),
         "{echo}"
     );
+    // A proxy in front names the browser's host; the runner keeps it.
+    let resp = runner
+        .request(Method::GET, &format!("{base}/echo/x"))
+        .header("x-forwarded-host", "app.example:8443")
+        .send()
+        .await?;
+    let echo: Value = resp.json().await?;
+    ensure!(
+        echo["headers"]["x-forwarded-host"] == "app.example:8443",
+        "{echo}"
+    );
     // The upstream's status and headers come back.
     let resp = runner
         .request(Method::GET, &format!("{base}/status/418"))

@@ -36,7 +36,7 @@
 //!   the reserved `BURSTFLARE_` namespace); values up to
 //!   [`MAX_ENV_VALUE_BYTES`] bytes, without NUL.
 //! * `ports`: at most [`MAX_PORTS`], each 1 to 65535, unique, never one of
-//!   [`RESERVED_PORTS`] (sshd and the session agent); an optional name
+//!   [`RESERVED_PORTS`] (sshd, the session agent and the editor); an optional name
 //!   (`[a-z][a-z0-9-]{0,31}`), unique too.
 //! * `persist`: as [`validate_persisted_paths`] requires: absolute,
 //!   normalised, under `/home/dev` or `/workspace`, at most 16, no duplicates.
@@ -114,7 +114,11 @@ pub const MAX_ENV_VALUE_BYTES: usize = 4096;
 /// Most ports.
 pub const MAX_PORTS: usize = 20;
 /// Ports a template may not claim: sshd (22) and the session agent (7070).
-pub const RESERVED_PORTS: [u16; 2] = [22, 7070];
+/// The port the browser editor (code-server) listens on in sessions of
+/// templates with `editor = true`.
+pub const EDITOR_PORT: u16 = 13337;
+/// Ports a manifest may not declare: sshd, the session agent and the editor.
+pub const RESERVED_PORTS: [u16; 3] = [22, 7070, EDITOR_PORT];
 /// Shortest `sleep_ttl` (1m).
 pub const MIN_SLEEP_TTL_SECS: u32 = 60;
 /// Longest `sleep_ttl` (24h).

@@ -780,7 +780,7 @@ type RestOfStderr = std::thread::JoinHandle<Vec<String>>;
 
 /// Runs `burstflare login` in the background; returns the user code it
 /// prints, the process, and the rest of its stderr (once it exits).
-fn start_cli_login(
+pub fn start_cli_login(
     mut cmd: std::process::Command,
 ) -> Result<(String, std::process::Child, RestOfStderr)> {
     let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::piped()).spawn()?;

@@ -14,7 +14,9 @@
     reason = "test code: a broken precondition aborts the test"
 )]
 
+mod access;
 mod accounts;
+mod browser;
 mod builds;
 mod cli;
 mod errors;
@@ -90,6 +92,9 @@ fn main() {
         persistence::platform_sigterm_takes_a_final_snapshot,
         persistence::deletes_racing_new_snapshots_keep_shared_blobs,
         persistence::failed_snapshots_keep_the_session_awake,
+        access::terminal_reattaches_and_wakes_the_session,
+        access::previews_proxy_http_and_websockets_to_declared_ports,
+        browser::the_web_app_end_to_end_in_chromium,
     ];
     // Run one at a time on the shared stack before the others: they restart its runner.
     let serial: Vec<(&str, TestFn)> = tests![

@@ -184,18 +184,46 @@ pub async fn cron_trigger_runs_reconcile_sweep(stack: &Stack) -> Result<()> {
 
 pub async fn static_assets_are_served(stack: &Stack) -> Result<()> {
     let http = stack.http();
-    let index = http.get(format!("{}/", stack.url)).send().await?;
-    ensure!(index.status() == 200);
-    let ct = index
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let page = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{}{path}", stack.url);
+        async move {
+            let resp = http.get(url).send().await?;
+            ensure!(resp.status() == 200, "{path}: {:?}", resp.status());
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            anyhow::Ok((ct, resp.text().await?))
+        }
+    };
+    // The app's page, also for paths the app routes itself (the device
+    // approval link the CLI prints).
+    let (ct, index) = page("/").await?;
     ensure!(ct.starts_with("text/html"), "content-type {ct}");
-    ensure!(index.text().await?.contains("<h1>BurstFlare</h1>"));
-    let js = http.get(format!("{}/app.js", stack.url)).send().await?;
-    ensure!(js.status() == 200 && js.text().await?.contains("/api/v1/health"));
+    ensure!(index.contains("/assets/app.js"), "{index}");
+    for path in [
+        "/device?code=ABCD-EFGH",
+        "/sessions/ses_x/terminal",
+        "/signin",
+    ] {
+        let (ct, body) = page(path).await?;
+        ensure!(ct.starts_with("text/html") && body == index, "{path}: {ct}");
+    }
+    let (ct, js) = page("/assets/app.js").await?;
+    ensure!(ct.contains("javascript"), "content-type {ct}");
+    ensure!(js.contains("import"), "the entry imports its chunks: {js}");
+    // Unknown API paths stay JSON errors; the config tells the app about Turnstile.
+    let resp = http.get(stack.api("/no-such-route")).send().await?;
+    expect_envelope(resp, 404, ErrorCode::RouteNotFound).await?;
+    let config: burstflare_api::ops::PublicConfig =
+        http.get(stack.api("/config")).send().await?.json().await?;
+    ensure!(
+        !config.turnstile.required && config.turnstile.site_key.is_none(),
+        "{config:?}"
+    );
     Ok(())
 }
 

@@ -271,6 +271,7 @@ impl BuildRunner {
             image: s.image,
             limits: s.limits,
             env,
+            ports: Vec::new(),
         };
         let container = runtime
             .start(&spec)

@@ -30,10 +30,12 @@ use std::time::Duration;
 
 use burstflare_api::runtime::{
     AGENT_PORT, AGENT_TOKEN_HEADER, AgentHealth, ENV_AGENT_SECRET, ENV_AUTHORIZED_KEYS,
-    ENV_DRAIN_SECS, ENV_SESSION_ENV, ENV_SESSION_ID, LAYER_SHA256_HEADER, ResourceLimits,
+    ENV_DRAIN_SECS, ENV_EDITOR_PORT, ENV_SESSION_ENV, ENV_SESSION_ID, LAYER_SHA256_HEADER,
+    ResourceLimits,
 };
 use burstflare_api::sessions::CommandResult;
 use burstflare_api::{ErrorCode, ErrorEnvelope};
+use burstflare_domain::template::EDITOR_PORT;
 use burstflare_domain::{
     Action, Observation, SessionCommand, SessionState, decide, observe, session::entered_state,
 };
@@ -67,10 +69,97 @@ pub struct SessionCoordinator {
     sleep_not_before: std::cell::Cell<i64>,
 }
 
-/// Internal headers of `/ssh`: who connects, and whether a stopped session
-/// may be woken for them.
+/// Internal headers of `/connect`: who connects, whether a stopped session
+/// may be woken for them, what they connect to (`ssh`, `terminal` or
+/// `preview:<port>`), the path and query to forward, and the cookies meant
+/// for the previewed app (the platform's own are never forwarded). The
+/// runtime never forwards `x-burstflare-*` headers upstream.
 const WAKE_ACTOR_HEADER: &str = "x-burstflare-actor";
 const WAKE_STOPPED_HEADER: &str = "x-burstflare-wake-stopped";
+const TARGET_HEADER: &str = "x-burstflare-target";
+const TARGET_PATH_HEADER: &str = "x-burstflare-target-path";
+const APP_COOKIE_HEADER: &str = "x-burstflare-app-cookie";
+/// Marks the coordinator's own error envelopes (a preview's answer may be
+/// any status).
+const COORDINATOR_ERROR_HEADER: &str = "x-burstflare-coordinator-error";
+
+/// What `/connect` bridges to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The agent's `/ssh` WebSocket.
+    Ssh,
+    /// The agent's `/terminal` WebSocket; the path carries the query.
+    Terminal(String),
+    /// A declared port of the container; `path` with its query.
+    Preview { port: u16, path: String },
+}
+
+impl Target {
+    fn header(&self) -> String {
+        match self {
+            Self::Ssh => "ssh".into(),
+            Self::Terminal(_) => "terminal".into(),
+            Self::Preview { port, .. } => format!("preview:{port}"),
+        }
+    }
+
+    fn path(&self) -> &str {
+        match self {
+            Self::Ssh => "/ssh",
+            Self::Terminal(p) | Self::Preview { path: p, .. } => p,
+        }
+    }
+
+    fn parse(kind: &str, path: &str) -> ApiResult<Self> {
+        let path = if path.starts_with('/') { path } else { "/" };
+        match kind {
+            "ssh" => Ok(Self::Ssh),
+            "terminal" => Ok(Self::Terminal(path.to_owned())),
+            other => other
+                .strip_prefix("preview:")
+                .and_then(|p| p.parse().ok())
+                .map(|port| Self::Preview {
+                    port,
+                    path: path.to_owned(),
+                })
+                .ok_or_else(|| ApiError::internal(format!("unknown connect target {other:?}"))),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Ssh => "SSH",
+            Self::Terminal(_) => "terminal",
+            Self::Preview { .. } => "preview",
+        }
+    }
+}
+
+/// The 404 message for a preview of a port the session does not declare.
+fn undeclared_port(l: &Loaded, port: u16) -> String {
+    let release = l.rec.spec.release.as_ref();
+    if port == EDITOR_PORT {
+        return format!(
+            "session {:?} has no browser editor (its template does not set `editor = true`)",
+            l.rec.name
+        );
+    }
+    let ports: Vec<String> = release
+        .map(|r| r.ports.iter().map(u16::to_string).collect())
+        .unwrap_or_default();
+    if ports.is_empty() {
+        format!(
+            "port {port} is not a declared port of session {:?}; its template declares no ports",
+            l.rec.name
+        )
+    } else {
+        format!(
+            "port {port} is not a declared port of session {:?} (declared: {})",
+            l.rec.name,
+            ports.join(", ")
+        )
+    }
+}
 
 /// How long an idle sleep that failed (its snapshot did) waits to try again.
 const SLEEP_RETRY_MS: i64 = 60_000;
@@ -642,6 +731,12 @@ impl SessionCoordinator {
                 .join("\n"),
         );
         let limits = l.rec.spec.instance_type.limits();
+        let release = l.rec.spec.release.as_ref();
+        let mut ports: Vec<u16> = release.map(|r| r.ports.clone()).unwrap_or_default();
+        if release.is_some_and(|r| r.editor) {
+            ports.push(EDITOR_PORT);
+            env.insert(ENV_EDITOR_PORT.into(), EDITOR_PORT.to_string());
+        }
         let spec = StartSpec {
             session_id: l.rec.id.clone(),
             generation: u64::try_from(l.rec.generation).unwrap_or_default(),
@@ -652,6 +747,7 @@ impl SessionCoordinator {
                 pids: limits.pids,
             },
             env,
+            ports,
         };
         let container = runtime.start(&spec).await.map_err(|e| e.message)?;
         l.private.container = Some(container.clone());
@@ -1103,13 +1199,13 @@ impl SessionCoordinator {
     }
 
     /// Appends to the activity log: always for `sleep`, `sleep_failed`,
-    /// `wake` and `drain`; for `awake` and `idle` only when the last entry is
+    /// `wake` and `drain`; for `awake`, `idle` and `preview` only when the last entry is
     /// of another kind or a minute old, so a quiet monitor writes little. The
     /// log keeps its last [`ACTIVITY_KEPT`] entries.
     fn note_activity(&self, kind: &str, detail: &str) {
         let sql = self.state.storage().sql();
         let at = now();
-        if matches!(kind, "awake" | "idle") {
+        if matches!(kind, "awake" | "idle" | "preview") {
             let last: Vec<ActivityRow> = sql
                 .exec(
                     "SELECT at, kind, detail FROM activity ORDER BY seq DESC LIMIT 1",
@@ -1159,7 +1255,7 @@ impl SessionCoordinator {
     }
 
     /// Whether the running session has been idle for its sleep TTL (no SSH or
-    /// terminal bytes either way since it started) or its agent is draining
+    /// terminal bytes either way and no preview request since it started) or its agent is draining
     /// (the platform sent it SIGTERM). Notes why in the activity log.
     async fn idle_past_ttl(&self, l: &Loaded, runtime: &Runtime, container: &str) -> Tick {
         let ttl_secs = l.rec.spec.sleep_ttl_secs.map_or_else(
@@ -1219,6 +1315,12 @@ impl SessionCoordinator {
                 last = (t, name);
             }
         }
+        let preview = self.preview_activity();
+        if let Some((t, _)) = preview
+            && t > last.0
+        {
+            last = (t, "preview");
+        }
         // An open terminal or SSH connection with traffic keeps it awake;
         // one that is silent for the whole TTL does not.
         let idle_secs = (at - last.0).max(0) / 1000;
@@ -1240,26 +1342,39 @@ impl SessionCoordinator {
                 ),
             );
         } else {
-            let c = if last.1 == "ssh" {
-                &activity.ssh
-            } else {
-                &activity.terminal
-            };
-            self.note_activity(
-                "awake",
-                &format!(
-                    "{} used {idle_secs} s ago ({} bytes in, {} bytes out, {} open)",
-                    last.1, c.bytes_in, c.bytes_out, c.open
+            let detail = match last.1 {
+                "ssh" | "terminal" => {
+                    let c = if last.1 == "ssh" {
+                        &activity.ssh
+                    } else {
+                        &activity.terminal
+                    };
+                    format!(
+                        "{} used {idle_secs} s ago ({} bytes in, {} bytes out, {} open)",
+                        last.1, c.bytes_in, c.bytes_out, c.open
+                    )
+                }
+                _ => format!(
+                    "preview used {idle_secs} s ago ({} requests)",
+                    preview.map_or(0, |p| p.1)
                 ),
-            );
+            };
+            self.note_activity("awake", &detail);
         }
         if idle { Tick::Idle } else { Tick::Awake }
     }
 
-    /// Bridges an SSH WebSocket to the agent of the running container.
-    async fn ssh(&self, req: Request) -> ApiResult<Response> {
-        let mut l = self.require()?;
+    /// `/connect`: bridges an SSH or terminal WebSocket to the agent, or a
+    /// preview request (HTTP or WebSocket) to a declared port, of the running
+    /// container. A sleeping session is woken first (a stopped one too when
+    /// the caller owns it); concurrent wakes start one container.
+    async fn bridge(&self, req: Request) -> ApiResult<Response> {
         let header = |name: &str| req.headers().get(name).ok().flatten();
+        let target = Target::parse(
+            &header(TARGET_HEADER).unwrap_or_default(),
+            &header(TARGET_PATH_HEADER).unwrap_or_default(),
+        )?;
+        let mut l = self.require()?;
         let wake = match l.rec.state {
             SessionState::Sleeping => true,
             SessionState::Stopped => header(WAKE_STOPPED_HEADER).is_some(),
@@ -1298,27 +1413,93 @@ impl SessionCoordinator {
             return Err(not_running());
         };
         let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
+        let mut extra: Vec<(&str, &str)> = Vec::new();
+        let app_cookie = header(APP_COOKIE_HEADER);
+        let (port, path) = match &target {
+            Target::Ssh => (AGENT_PORT, "/ssh"),
+            Target::Terminal(path) => (AGENT_PORT, path.as_str()),
+            Target::Preview { port, path } => {
+                let release = l.rec.spec.release.as_ref();
+                let declared = release
+                    .is_some_and(|r| r.ports.contains(port) || (r.editor && *port == EDITOR_PORT));
+                if !declared {
+                    return Err(ApiError::new(
+                        404,
+                        ErrorCode::PortNotDeclared,
+                        undeclared_port(&l, *port),
+                    )
+                    .with_details(json!({ "port": port })));
+                }
+                self.note_preview(*port);
+                if let Some(cookie) = app_cookie.as_deref() {
+                    extra.push(("cookie", cookie));
+                }
+                (*port, path.as_str())
+            }
+        };
+        if matches!(target, Target::Ssh | Target::Terminal(_)) {
+            extra.push((AGENT_TOKEN_HEADER, secret));
+        }
         let resp = runtime
-            .fetch(
-                container,
-                AGENT_PORT,
-                "/ssh",
-                &req,
-                &[(AGENT_TOKEN_HEADER, secret)],
-            )
+            .fetch(container, port, path, &req, &extra)
             .await
             .map_err(runtime_error)?;
-        if resp.status_code() != 101 {
+        if !matches!(target, Target::Preview { .. }) && resp.status_code() != 101 {
             return Err(ApiError::new(
                 502,
                 ErrorCode::RuntimeUnavailable,
                 format!(
-                    "the session's SSH bridge answered HTTP {}",
+                    "the session's {} bridge answered HTTP {}",
+                    target.name(),
                     resp.status_code()
                 ),
             ));
         }
         Ok(resp)
+    }
+
+    /// Records a preview request: it counts as activity (the session stays
+    /// awake), and the activity log notes it at most once a minute.
+    fn note_preview(&self, port: u16) {
+        let at = now();
+        let sql = self.state.storage().sql();
+        let written = sql
+            .exec(
+                "CREATE TABLE IF NOT EXISTS preview_activity \
+                 (k INTEGER PRIMARY KEY CHECK (k = 1), last_ms INTEGER NOT NULL, requests INTEGER NOT NULL)",
+                None,
+            )
+            .and_then(|_| {
+                sql.exec(
+                    "INSERT INTO preview_activity (k, last_ms, requests) VALUES (1, ?, 1) \
+                     ON CONFLICT (k) DO UPDATE SET last_ms = excluded.last_ms, requests = requests + 1",
+                    vec![(at as f64).into()],
+                )
+            });
+        if let Err(e) = written {
+            worker::console_error!("session preview activity: {e}");
+        }
+        self.note_activity("preview", &format!("preview of port {port} requested"));
+    }
+
+    /// When a preview was last requested, and how many requests there were.
+    fn preview_activity(&self) -> Option<(i64, i64)> {
+        #[derive(Deserialize)]
+        struct Row {
+            last_ms: i64,
+            requests: i64,
+        }
+        let rows: Vec<Row> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT last_ms, requests FROM preview_activity WHERE k = 1",
+                None,
+            )
+            .and_then(|c| c.to_array())
+            .ok()?;
+        rows.first().map(|r| (r.last_ms, r.requests))
     }
 
     fn pings(&self, increment: bool) -> worker::Result<i64> {
@@ -1371,7 +1552,7 @@ impl SessionCoordinator {
             (Method::Post, "/snapshot") => ok_json(&self.snapshot(req.json().await?).await?),
             (Method::Post, "/restore") => ok_json(&self.restore(req.json().await?).await?),
             (Method::Get, "/activity") => ok_json(&self.activity_log()?),
-            (Method::Get, "/ssh") => self.ssh(req).await,
+            (_, "/connect") => self.bridge(req).await,
             _ => Err(ApiError::internal(format!(
                 "SessionCoordinator has no {} {}",
                 req.method(),
@@ -1427,7 +1608,9 @@ impl DurableObject for SessionCoordinator {
                     worker::console_error!("SessionCoordinator: {internal}");
                 }
                 let status = err.status;
-                Ok(Response::from_json(&err.envelope(""))?.with_status(status))
+                let resp = Response::from_json(&err.envelope(""))?.with_status(status);
+                resp.headers().set(COORDINATOR_ERROR_HEADER, "1")?;
+                Ok(resp)
             }
         }
     }
@@ -1492,32 +1675,53 @@ async fn envelope_error(resp: &mut Response) -> ApiError {
     }
 }
 
-/// Forwards a WebSocket upgrade to the coordinator's `/ssh`.
-/// Bridges an SSH WebSocket. A sleeping session is woken first; a stopped
-/// one too when `wake_stopped` (the caller owns it). `actor` is recorded as
-/// the waker.
-pub async fn ssh(
+/// Who connects, and what goes along with a [`connect`].
+pub struct Link<'a> {
+    /// Recorded as the waker.
+    pub actor: &'a str,
+    /// A stopped session is woken too (the caller owns it).
+    pub wake_stopped: bool,
+    /// What a previewed app gets as `Cookie`.
+    pub app_cookie: Option<String>,
+    /// Headers for a previewed app (`X-Forwarded-*`).
+    pub forwarded: Vec<(&'static str, String)>,
+}
+
+/// Connects to `target` of the session `name` (see `SessionCoordinator::bridge`):
+/// a WebSocket for SSH and the terminal (anything but 101 is an error), any
+/// HTTP request or WebSocket for a preview (the app's answer, whatever its
+/// status).
+pub async fn connect(
     env: &Env,
     name: &str,
     req: &Request,
-    actor: &str,
-    wake_stopped: bool,
+    target: &Target,
+    link: &Link<'_>,
 ) -> ApiResult<Response> {
-    let headers = Headers::new();
-    for (k, v) in req.headers().entries() {
-        if k != "authorization" && k != "cookie" {
-            headers.set(&k, &v)?;
-        }
+    let mut extra = vec![
+        (WAKE_ACTOR_HEADER, link.actor.to_owned()),
+        (TARGET_HEADER, target.header()),
+        (TARGET_PATH_HEADER, target.path().to_owned()),
+    ];
+    if link.wake_stopped {
+        extra.push((WAKE_STOPPED_HEADER, "1".into()));
     }
-    headers.set(WAKE_ACTOR_HEADER, actor)?;
-    if wake_stopped {
-        headers.set(WAKE_STOPPED_HEADER, "1")?;
+    if let Some(cookie) = &link.app_cookie {
+        extra.push((APP_COOKIE_HEADER, cookie.clone()));
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let inner = Request::new_with_init("https://session-coordinator/ssh", &init)?;
+    extra.extend(link.forwarded.iter().cloned());
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let inner =
+        crate::runtime::upstream_request("https://session-coordinator/connect", req, &extra)
+            .map_err(runtime_error)?;
     let mut resp = stub(env, name)?.fetch_with_request(inner).await?;
-    if resp.status_code() == 101 {
+    let ours = resp
+        .headers()
+        .get(COORDINATOR_ERROR_HEADER)
+        .ok()
+        .flatten()
+        .is_some();
+    if resp.status_code() == 101 || (matches!(target, Target::Preview { .. }) && !ours) {
         return Ok(resp);
     }
     Err(envelope_error(&mut resp).await)

@@ -231,21 +231,32 @@ pub async fn take(
         .partition(|d| sizes.get(d).is_some_and(|s| *s >= LARGE_BLOB));
     let bucket = env.bucket(BUCKET).map_err(|e| e.to_string())?;
     let (mut new_blobs, mut new_bytes) = (0_u64, 0_u64);
-    for digest in &large {
+    // A few at a time: the agent reads and hashes one file per request, so
+    // overlapping them keeps its cores and the pipe to R2 busy.
+    let mut piped = futures_util::stream::iter(large.iter().map(|digest| {
         let len = sizes.get(digest).copied().unwrap_or(0);
-        let kept = store_blob_piped(env, &bucket, agent, &row.workspace_id, digest, len)
-            .await
-            .map_err(|e| match e {
-                BlobError::Mismatch(actual) => format!(
-                    "a file changed while it was read (expected {digest}, got {actual}); try again"
-                ),
-                BlobError::Read(r) | BlobError::Internal(r) => r,
-            })?;
+        let bucket = &bucket;
+        async move {
+            store_blob_piped(env, bucket, agent, &row.workspace_id, digest, len)
+                .await
+                .map(|kept| (kept, len))
+                .map_err(|e| match e {
+                    BlobError::Mismatch(actual) => format!(
+                        "a file changed while it was read (expected {digest}, got {actual}); try again"
+                    ),
+                    BlobError::Read(r) | BlobError::Internal(r) => r,
+                })
+        }
+    }))
+    .buffer_unordered(LARGE_BLOBS_AT_ONCE);
+    while let Some(done) = piped.next().await {
+        let (kept, len) = done?;
         if kept {
             new_blobs += 1;
             new_bytes += len;
         }
     }
+    drop(piped);
     if !missing.is_empty() {
         let body = serde_json::to_string(&serde_json::json!({ "digests": missing }))
             .map_err(|e| e.to_string())?;
@@ -355,6 +366,8 @@ async fn store_blob<S: Stream<Item = worker::Result<Vec<u8>>> + Unpin>(
 
 /// Blobs at least this large are piped one by one (`/snapshot/blob`).
 const LARGE_BLOB: u64 = 1 << 20;
+/// How many large blobs are piped from the agent into R2 at once.
+const LARGE_BLOBS_AT_ONCE: usize = 3;
 
 /// [`store_blob`] for one large blob asked of the agent by itself: its body
 /// is piped by the runtime into R2 (through a `FixedLengthStream`) and, on a

@@ -41,8 +41,8 @@ use crate::http::{
 };
 use crate::services::workspaces::{self, Membership};
 use crate::services::{
-    accounts, audit, builds, device, diagnostics, health, passkeys, recovery, releases, sessions,
-    signin, snapshots, ssh_keys, templates, tokens,
+    accounts, audit, builds, device, diagnostics, health, passkeys, preview, recovery, releases,
+    sessions, signin, snapshots, ssh_keys, templates, tokens, turnstile,
 };
 use crate::store::templates::TemplateRow;
 
@@ -58,6 +58,13 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         header("cf-connecting-ip"),
         header("user-agent"),
     );
+    if let Some(p) = preview::parse(&path) {
+        let resp = match preview::serve(&ctx, &req, &p).await {
+            Ok(resp) => resp,
+            Err(err) => error_response(&err, &request_id, &method, &path)?,
+        };
+        return Ok(with_request_id(resp, &request_id));
+    }
     let matched = match_route(&method, &path);
     let (result, spec) = match matched {
         Matched::Found { spec, params } => {
@@ -318,6 +325,7 @@ async fn dispatch(
             ok(&sessions::events(ctx, &caller, id, after.as_deref(), limit.as_deref()).await?)
         }
         "session.ssh" => sessions::ssh(ctx, &caller, p.get("session_id")?, &req).await,
+        "session.terminal" => sessions::terminal(ctx, &caller, p.get("session_id")?, &req).await,
         other => Err(unhandled(other)),
     }
 }
@@ -330,6 +338,7 @@ fn unhandled(action: &str) -> ApiError {
 async fn public(mut req: Request, ctx: &Ctx, spec: &RouteSpec) -> ApiResult<Response> {
     match spec.action {
         "health.get" => health::respond(ctx).await,
+        "config.get" => ok(&turnstile::public_config(ctx)),
         "auth.register" => {
             let b: RegisterRequest = body(&mut req).await?;
             let (resp, cookie) = accounts::register(ctx, b).await?;

@@ -31,6 +31,9 @@ pub struct StartSpec {
     pub image: String,
     pub limits: ResourceLimits,
     pub env: BTreeMap<String, String>,
+    /// Container ports reachable through the runtime besides the agent's
+    /// and sshd's (the release's declared ports and the editor's).
+    pub ports: Vec<u16>,
 }
 
 /// What the runtime reports about a session's container.
@@ -202,7 +205,12 @@ pub fn upstream_request(
 ) -> RuntimeResult<Request> {
     let headers = Headers::new();
     for (name, value) in req.headers().entries() {
-        if !HOP_HEADERS.contains(&name.as_str()) && !name.starts_with("cf-") {
+        // `x-burstflare-*` are the platform's internal headers: a caller's
+        // copy is never trusted upstream (the `extra` ones are ours).
+        if !HOP_HEADERS.contains(&name.as_str())
+            && !name.starts_with("cf-")
+            && !name.starts_with("x-burstflare-")
+        {
             headers.set(&name, &value)?;
         }
     }

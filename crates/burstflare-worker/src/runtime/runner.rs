@@ -85,7 +85,10 @@ impl RunnerRuntime {
             image: spec.image.clone(),
             limits: spec.limits,
             env: spec.env.clone(),
-            ports: vec![AGENT_PORT, SSH_PORT],
+            ports: [AGENT_PORT, SSH_PORT]
+                .into_iter()
+                .chain(spec.ports.iter().copied())
+                .collect(),
             cmd: None,
         };
         let mut resp = self

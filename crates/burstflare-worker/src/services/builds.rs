@@ -368,9 +368,14 @@ pub struct StepResult {
     pub skipped: bool,
 }
 
-/// The image a manifest's base names (one base today: the runtime image).
-fn image_of(env: &Env, _m: &Manifest) -> String {
-    var(env, "RUNTIME_IMAGE", super::sessions::DEFAULT_IMAGE)
+/// The image a manifest builds on: the runtime image, or its editor variant
+/// (with code-server) for manifests with `editor = true`.
+fn image_of(env: &Env, m: &Manifest) -> String {
+    if m.editor {
+        var(env, "EDITOR_IMAGE", super::sessions::DEFAULT_EDITOR_IMAGE)
+    } else {
+        var(env, "RUNTIME_IMAGE", super::sessions::DEFAULT_IMAGE)
+    }
 }
 
 /// Runs one workflow step of `attempt`.

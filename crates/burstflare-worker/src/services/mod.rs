@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod health;
 pub mod paging;
 pub mod passkeys;
+pub mod preview;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod recovery;

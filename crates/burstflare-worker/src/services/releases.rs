@@ -197,6 +197,8 @@ pub async fn boot(
         layer_key: layer_key(&t.id, &row.build_id),
         layer_digest: spec.layer_digest.clone(),
         start: spec.start.clone(),
+        ports: spec.ports.iter().map(|p| p.port).collect(),
+        editor: spec.editor,
     };
     Ok((spec, boot))
 }

@@ -36,6 +36,8 @@ use crate::store::sessions::{self as store, ListFilter, SessionRecord};
 
 /// The image sessions boot until templates supply one.
 pub const DEFAULT_IMAGE: &str = "burstflare/runtime:latest";
+/// The editor variant of the runtime image (code-server), for `editor = true`.
+pub const DEFAULT_EDITOR_IMAGE: &str = "burstflare/runtime-editor:latest";
 const MAX_ENV_VARS: usize = 64;
 const MAX_ENV_VALUE: usize = 4096;
 
@@ -334,16 +336,61 @@ pub async fn activity(
 
 /// `GET /sessions/{id}/ssh`: a WebSocket carrying the SSH byte stream.
 pub async fn ssh(ctx: &Ctx, caller: &Caller, id: &str, req: &Request) -> ApiResult<Response> {
+    let hint = "use `burstflare ssh`";
+    bridge(ctx, caller, id, req, coordinator::Target::Ssh, hint).await
+}
+
+/// `GET /sessions/{id}/terminal?cols=&rows=&terminal_id=`: a WebSocket to a
+/// login shell in the session (the agent's terminal protocol; see
+/// [`burstflare_api::runtime::TerminalControl`]).
+pub async fn terminal(ctx: &Ctx, caller: &Caller, id: &str, req: &Request) -> ApiResult<Response> {
+    let url = req.url()?;
+    let path = match url.query() {
+        Some(q) => format!("/terminal?{q}"),
+        None => "/terminal".to_owned(),
+    };
+    let hint = "open the terminal from the web app";
+    bridge(
+        ctx,
+        caller,
+        id,
+        req,
+        coordinator::Target::Terminal(path),
+        hint,
+    )
+    .await
+}
+
+/// Checks access and the upgrade, then bridges `target`.
+async fn bridge(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+    req: &Request,
+    target: coordinator::Target,
+    hint: &str,
+) -> ApiResult<Response> {
     let rec = accessible(ctx, caller, id, true).await?;
-    let upgrade = req.headers().get("upgrade").ok().flatten();
-    if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+    if !is_websocket(req) {
         return Err(ApiError::new(
             426,
             ErrorCode::UpgradeRequired,
-            "this endpoint speaks WebSocket only; send `Upgrade: websocket` (use `burstflare ssh`)",
+            format!("this endpoint speaks WebSocket only; send `Upgrade: websocket` ({hint})"),
         ));
     }
     // Access wakes a sleeping session; a stopped one only for its owner.
     let own = rec.owner_id == caller.user.id;
-    coordinator::ssh(&ctx.env, &rec.id, req, &caller.user.id, own).await
+    let link = coordinator::Link {
+        actor: &caller.user.id,
+        wake_stopped: own,
+        app_cookie: None,
+        forwarded: Vec::new(),
+    };
+    coordinator::connect(&ctx.env, &rec.id, req, &target, &link).await
+}
+
+/// Whether `req` asks for a WebSocket.
+pub fn is_websocket(req: &Request) -> bool {
+    let upgrade = req.headers().get("upgrade").ok().flatten();
+    upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
 }

@@ -28,9 +28,28 @@ struct Verdict {
     error_codes: Vec<String>,
 }
 
+/// Whether registration needs a token here.
+pub fn required(ctx: &Ctx) -> bool {
+    var(&ctx.env, "TURNSTILE_REQUIRED", "true") != "false"
+}
+
+/// `GET /config`: the web app's settings (the Turnstile widget's site key).
+pub fn public_config(ctx: &Ctx) -> burstflare_api::ops::PublicConfig {
+    let required = required(ctx);
+    burstflare_api::ops::PublicConfig {
+        environment: crate::platform::environment(&ctx.env),
+        turnstile: burstflare_api::ops::TurnstileConfig {
+            required,
+            site_key: required
+                .then(|| var(&ctx.env, "TURNSTILE_SITE_KEY", ""))
+                .filter(|k| !k.is_empty()),
+        },
+    }
+}
+
 /// Verifies `token` for a request from `remote_ip`.
 pub async fn verify(ctx: &Ctx, token: Option<&str>, remote_ip: Option<&str>) -> ApiResult<()> {
-    if var(&ctx.env, "TURNSTILE_REQUIRED", "true") == "false" {
+    if !required(ctx) {
         worker::console_log!(
             "Turnstile verification is disabled (TURNSTILE_REQUIRED=false); never do this outside local development"
         );
