@@ -304,6 +304,18 @@ impl Browser {
             .map(drop)
     }
 
+    /// Chooses `path` in the file input `css`.
+    pub async fn file(&self, css: &str, path: &Path) -> Result<()> {
+        let id = self.find_all(css).await?.into_iter().next();
+        let id = id.with_context(|| format!("no {css}"))?;
+        self.post(
+            &format!("/element/{id}/value"),
+            json!({ "text": path.to_string_lossy() }),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Selects the option whose value is `value` in the `<select>` `css`.
     pub async fn select(&self, css: &str, value: &str) -> Result<()> {
         self.wait(css, WAIT).await?;
@@ -312,6 +324,71 @@ impl Browser {
         let got = self.script(js, vec![json!(css), json!(value)]).await?;
         ensure!(got == value, "{css} has no option {value:?}");
         Ok(())
+    }
+
+    /// Grants the page a permission (`clipboard-read`, `clipboard-write`).
+    pub async fn grant(&self, name: &str) -> Result<()> {
+        self.post(
+            "/permissions",
+            json!({ "descriptor": { "name": name }, "state": "granted" }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Double-clicks `dx` pixels right of the left edge of `css`, at its
+    /// vertical middle.
+    pub async fn double_click(&self, css: &str, dx: i64) -> Result<()> {
+        let id = self.wait(css, WAIT).await?;
+        let width = self
+            .script(
+                "return document.querySelector(arguments[0]).getBoundingClientRect().width;",
+                vec![json!(css)],
+            )
+            .await?
+            .as_f64()
+            .unwrap_or_default();
+        let x = dx - (width / 2.0) as i64;
+        let click = [
+            json!({"type": "pointerDown", "button": 0}),
+            json!({"type": "pointerUp", "button": 0}),
+        ];
+        let mut actions = vec![json!({
+            "type": "pointerMove", "duration": 0, "x": x, "y": 0,
+            "origin": { ELEMENT: id },
+        })];
+        actions.extend(click.iter().cloned());
+        actions.extend(click.iter().cloned());
+        self.post(
+            "/actions",
+            json!({ "actions": [{
+                "type": "pointer", "id": "mouse",
+                "parameters": { "pointerType": "mouse" },
+                "actions": actions,
+            }] }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Presses `key` with Ctrl and Shift held.
+    pub async fn ctrl_shift(&self, key: char) -> Result<()> {
+        let (ctrl, shift) = ("\u{E009}", "\u{E008}");
+        let k = key.to_string();
+        let actions = [
+            json!({"type": "keyDown", "value": ctrl}),
+            json!({"type": "keyDown", "value": shift}),
+            json!({"type": "keyDown", "value": k}),
+            json!({"type": "keyUp", "value": k}),
+            json!({"type": "keyUp", "value": shift}),
+            json!({"type": "keyUp", "value": ctrl}),
+        ];
+        self.post(
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        )
+        .await
+        .map(drop)
     }
 
     /// Sends keystrokes to whatever has the focus.

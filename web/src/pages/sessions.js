@@ -195,7 +195,6 @@ export async function sessionPage(ctx) {
   );
 
   // ---- snapshots
-  const label = h("input", { type: "text", maxlength: 100, placeholder: "optional label", testid: "snapshot-label", "aria-label": "Snapshot label" });
   const snapCreate = h("button", { type: "submit", class: "btn", testid: "snapshot-create" }, "Save snapshot");
   const snapList = h("div", { class: "rows", testid: "snapshot-list" });
   const snapForm = h(
@@ -205,15 +204,12 @@ export async function sessionPage(ctx) {
       onsubmit: (e) => {
         e.preventDefault();
         run(snapCreate, async () => {
-          const body = label.value.trim() ? { label: label.value.trim() } : {};
-          const snap = await post(`${base}/snapshots`, body);
-          label.value = "";
+          const snap = await post(`${base}/snapshots`);
           toast(`Snapshot saved: ${snap.files} file(s), ${fmtBytes(snap.bytes)}`);
           await snapshotsPoll.now();
         });
       },
     },
-    label,
     snapCreate,
   );
 
@@ -240,7 +236,7 @@ export async function sessionPage(ctx) {
     const st = h("span", { class: "pill" });
     const meta = h("div", { class: "meta" });
     const actions = h("span", { class: "row-actions" });
-    const row = h("div", { class: "row wrap", testid: "snapshot-row", data: { snapshotId: snap.id } }, h("div", { class: "grow" }, h("strong", null, snap.label || `${snap.kind} snapshot`), " ", h("span", { class: "mono meta" }, snap.id), meta), st, actions);
+    const row = h("div", { class: "row wrap", testid: "snapshot-row", data: { snapshotId: snap.id } }, h("div", { class: "grow" }, h("strong", null, `${snap.kind} snapshot`), " ", h("span", { class: "mono meta" }, snap.id), meta), st, actions);
     row.update = (snap) => {
       setText(st, snap.state);
       st.className = `pill s-${snap.state}`;

@@ -205,8 +205,8 @@ export async function templatePage(ctx) {
       key: (v) => `${v.id}:${v.bundle ? v.bundle.digest : ""}`,
       empty: "No versions yet — add a manifest below.",
       create: (v) => {
-        const upload = h("input", { type: "file", accept: ".tar.gz,.tgz,application/gzip", "aria-label": `Bundle for v${v.number}` });
-        const upBtn = h("button", { type: "button", class: "btn small" }, "Upload bundle");
+        const upload = h("input", { type: "file", accept: ".tar.gz,.tgz,application/gzip", "aria-label": `Bundle for v${v.number}`, testid: "version-bundle-file" });
+        const upBtn = h("button", { type: "button", class: "btn small", testid: "version-bundle-upload" }, "Upload bundle");
         upBtn.addEventListener("click", () =>
           run(upBtn, async () => {
             if (!upload.files[0]) throw new Error("Choose a .tar.gz file first.");
@@ -403,7 +403,7 @@ export async function templatePage(ctx) {
   renderHead();
   ctx.show(
     head,
-    section("Versions", versionList, writable ? h("details", { class: "sub" }, h("summary", null, "Add a version"), versionForm) : null),
+    section("Versions", versionList, writable ? h("details", { class: "sub" }, h("summary", { testid: "version-add" }, "Add a version"), versionForm) : null),
     section(
       "Builds",
       h("div", { class: "inline-form" }, field("Version", buildVersion), buildStart, retryDead),

@@ -84,6 +84,8 @@ export async function terminalPage(ctx) {
   };
 
   let ws = null;
+  // For the browser tests too: drop the connection as a network blip would.
+  window.__bfTerminalDrop = () => ws && ws.close();
   // The terminal id survives a reload of this tab (sessionStorage; it is not
   // a credential), so the same shell is reattached.
   let terminalId = sessionStorage.getItem(STORE_KEY(id)) || null;
@@ -177,6 +179,9 @@ export async function terminalPage(ctx) {
           return;
         }
         if (msg.type === "ready" && msg.terminal_id) {
+          // A reattach replays the shell's recent output: start from a clean
+          // screen so nothing shows twice.
+          term.reset();
           terminalId = msg.terminal_id;
           idConfirmed = true;
           sessionStorage.setItem(STORE_KEY(id), terminalId);
@@ -297,6 +302,7 @@ export async function terminalPage(ctx) {
     ws = null;
     term.dispose();
     window.__bfTerminalText = () => "";
+    window.__bfTerminalDrop = () => {};
   });
 
   connect();

@@ -95,6 +95,7 @@ fn main() {
         access::terminal_reattaches_and_wakes_the_session,
         access::previews_proxy_http_and_websockets_to_declared_ports,
         browser::the_web_app_end_to_end_in_chromium,
+        browser::workspaces_keys_templates_and_audit_in_chromium,
     ];
     // Run one at a time on the shared stack before the others: they restart its runner.
     let serial: Vec<(&str, TestFn)> = tests![
