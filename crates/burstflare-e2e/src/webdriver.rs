@@ -285,12 +285,20 @@ impl Browser {
         }
     }
 
+    /// Clicks the first visible `css`. An element the page re-rendered
+    /// between finding and clicking (stale) is found again.
     pub async fn click(&self, css: &str) -> Result<()> {
-        let id = self.wait(css, WAIT).await?;
-        self.post(&format!("/element/{id}/click"), json!({}))
-            .await
-            .with_context(|| format!("click {css}"))
-            .map(drop)
+        let mut tries = 0;
+        loop {
+            let id = self.wait(css, WAIT).await?;
+            match self.post(&format!("/element/{id}/click"), json!({})).await {
+                Err(e) if tries < 5 && e.to_string().contains("stale element") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other.with_context(|| format!("click {css}")).map(drop),
+            }
+        }
     }
 
     /// Clears the field `css` and types `text` into it.

@@ -734,6 +734,14 @@ async fn admin_pages(stack: &Stack, b: &Browser, pages: &mut Pages<'_>) -> Resul
         })
         .await?;
     ensure!(role == burstflare_domain::Role::Admin);
+    // The list shows the new role (it re-renders the row).
+    b.until(
+        "the member shown as admin",
+        Duration::from_secs(20),
+        "const s = document.querySelector(arguments[0]); return s && s.value === 'admin';",
+        vec![json!(format!("{row} [data-testid=member-role]"))],
+    )
+    .await?;
     // A destructive action asks first; cancelling keeps the member.
     b.click(&format!("{row} [data-testid=member-remove]"))
         .await?;

@@ -497,7 +497,6 @@ fn restore_body(
     head: Vec<u8>,
     keys: Vec<String>,
 ) -> Result<worker::web_sys::ReadableStream, String> {
-    use wasm_bindgen::JsCast as _;
     let bucket = env.bucket(BUCKET).map_err(|e| e.to_string())?;
     let pipe = worker::web_sys::TransformStream::new().map_err(|e| js_text(&e))?;
     let readable = pipe.readable();
@@ -515,33 +514,36 @@ fn restore_body(
             let options = js_sys::Object::new();
             js_sys::Reflect::set(&options, &"preventClose".into(), &true.into())
                 .map_err(|e| js_text(&e))?;
-            for key in keys {
-                let object = bucket
-                    .get(&key)
-                    .execute()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("blob {key} is missing"))?;
-                let body = object
-                    .body()
-                    .ok_or_else(|| format!("blob {key} has no body"))?
-                    .response_body()
-                    .map_err(|e| e.to_string())?;
-                let worker::ResponseBody::Stream(stream) = body else {
-                    return Err(format!("blob {key} is not a stream"));
-                };
-                let pipe_to: js_sys::Function = js_sys::Reflect::get(&stream, &"pipeTo".into())
-                    .map_err(|e| js_text(&e))?
-                    .dyn_into()
-                    .map_err(|_| "ReadableStream.pipeTo is missing".to_owned())?;
-                let promise: js_sys::Promise = pipe_to
-                    .call2(&stream, &writable, &options)
-                    .map_err(|e| js_text(&e))?
-                    .dyn_into()
-                    .map_err(|_| "pipeTo did not answer a promise".to_owned())?;
-                wasm_bindgen_futures::JsFuture::from(promise)
-                    .await
-                    .map_err(|e| js_text(&e))?;
+            // Each blob's lookup starts while the one before it streams.
+            let get = |key: String| {
+                let bucket = &bucket;
+                async move {
+                    let object = bucket
+                        .get(&key)
+                        .execute()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    object
+                        .ok_or_else(|| format!("blob {key} is missing"))
+                        .map(|o| (key, o))
+                }
+            };
+            let mut keys = keys.into_iter();
+            let mut current = match keys.next() {
+                Some(key) => Some(get(key).await?),
+                None => None,
+            };
+            while let Some((key, object)) = current.take() {
+                let following = keys.next();
+                let (piped, next) =
+                    futures_util::join!(pipe_blob(&key, &object, &writable, &options), async {
+                        match following {
+                            Some(k) => get(k).await.map(Some),
+                            None => Ok(None),
+                        }
+                    });
+                piped?;
+                current = next?;
             }
             wasm_bindgen_futures::JsFuture::from(writable.close())
                 .await
@@ -555,6 +557,37 @@ fn restore_body(
         }
     });
     Ok(readable)
+}
+
+/// Pipes one R2 object's body into `writable` (left open for the next).
+async fn pipe_blob(
+    key: &str,
+    object: &worker::Object,
+    writable: &worker::web_sys::WritableStream,
+    options: &js_sys::Object,
+) -> Result<(), String> {
+    use wasm_bindgen::JsCast as _;
+    let body = object
+        .body()
+        .ok_or_else(|| format!("blob {key} has no body"))?
+        .response_body()
+        .map_err(|e| e.to_string())?;
+    let worker::ResponseBody::Stream(stream) = body else {
+        return Err(format!("blob {key} is not a stream"));
+    };
+    let pipe_to: js_sys::Function = js_sys::Reflect::get(&stream, &"pipeTo".into())
+        .map_err(|e| js_text(&e))?
+        .dyn_into()
+        .map_err(|_| "ReadableStream.pipeTo is missing".to_owned())?;
+    let promise: js_sys::Promise = pipe_to
+        .call2(&stream, writable, options)
+        .map_err(|e| js_text(&e))?
+        .dyn_into()
+        .map_err(|_| "pipeTo did not answer a promise".to_owned())?;
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map(drop)
+        .map_err(|e| js_text(&e))
 }
 
 /// The distinct file digests of `manifest`, sorted.
