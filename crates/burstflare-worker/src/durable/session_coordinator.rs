@@ -11,13 +11,15 @@
 //! * While the session is running, the alarm polls the runtime every
 //!   `SESSION_MONITOR_INTERVAL_MS`; a container that died moves the session to
 //!   `failed` with the runtime's reason.
-//! * `/ssh` is bridged by handing the agent's WebSocket response straight back
-//!   to the caller, so bytes flow runtime-to-runtime without passing through
-//!   this object's code.
+//! * `/connect` bridges SSH and terminal WebSockets (to the agent) and
+//!   previews (HTTP and WebSockets to a declared port) by handing the
+//!   runtime's response straight back to the caller, so bytes flow
+//!   runtime-to-runtime without passing through this object's code; a
+//!   sleeping session is woken first.
 //!
 //! Internal HTTP interface (called by `services::sessions` only):
 //! `POST /create` ([`CreateRequest`]: a new record, optionally started), `POST /command`
-//! ([`CommandRequest`]), `GET /session`, `GET /ssh` (WebSocket), and
+//! ([`CommandRequest`]), `GET /session`, `ANY /connect` ([`Target`]), and
 //! `GET|POST /ping` (diagnostics).
 //!
 //! DO SQLite tables (documented in `docs/storage.md`):
@@ -1415,10 +1417,13 @@ impl SessionCoordinator {
         let runtime = Runtime::from_env(&self.env, &self.state).map_err(runtime_error)?;
         let mut extra: Vec<(&str, &str)> = Vec::new();
         let app_cookie = header(APP_COOKIE_HEADER);
-        let (port, path) = match &target {
-            Target::Ssh => (AGENT_PORT, "/ssh"),
-            Target::Terminal(path) => (AGENT_PORT, path.as_str()),
-            Target::Preview { port, path } => {
+        let port = match &target {
+            // The agent's own endpoints need its secret.
+            Target::Ssh | Target::Terminal(_) => {
+                extra.push((AGENT_TOKEN_HEADER, secret));
+                AGENT_PORT
+            }
+            Target::Preview { port, .. } => {
                 let release = l.rec.spec.release.as_ref();
                 let declared = release
                     .is_some_and(|r| r.ports.contains(port) || (r.editor && *port == EDITOR_PORT));
@@ -1434,14 +1439,11 @@ impl SessionCoordinator {
                 if let Some(cookie) = app_cookie.as_deref() {
                     extra.push(("cookie", cookie));
                 }
-                (*port, path.as_str())
+                *port
             }
         };
-        if matches!(target, Target::Ssh | Target::Terminal(_)) {
-            extra.push((AGENT_TOKEN_HEADER, secret));
-        }
         let resp = runtime
-            .fetch(container, port, path, &req, &extra)
+            .fetch(container, port, target.path(), &req, &extra)
             .await
             .map_err(runtime_error)?;
         if !matches!(target, Target::Preview { .. }) && resp.status_code() != 101 {
@@ -1731,4 +1733,34 @@ pub async fn connect(
 pub async fn ping(env: &Env, name: &str, increment: bool) -> ApiResult<Pong> {
     let method = if increment { Method::Post } else { Method::Get };
     call::<(), Pong>(env, name, method, "/ping", None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn targets_survive_their_headers() {
+        for t in [
+            Target::Ssh,
+            Target::Terminal("/terminal?cols=80&terminal_id=ab".into()),
+            Target::Preview {
+                port: 3000,
+                path: "/a/b?c=d".into(),
+            },
+        ] {
+            let back = Target::parse(&t.header(), t.path()).ok();
+            assert_eq!(back, Some(t));
+        }
+        assert!(Target::parse("preview:http", "/").is_err());
+        assert!(Target::parse("shell", "/").is_err());
+        // A path that is not absolute is the root.
+        assert_eq!(
+            Target::parse("preview:80", "x").ok(),
+            Some(Target::Preview {
+                port: 80,
+                path: "/".into()
+            })
+        );
+    }
 }
