@@ -75,16 +75,16 @@ mod tests {
         let id = SessionId::from_random([3; 16]);
         let cursor = encode_keyset(42, id.as_str());
         assert_eq!(
-            decode_keyset::<SessionId>(&cursor).unwrap(),
-            After {
+            decode_keyset::<SessionId>(&cursor).ok(),
+            Some(After {
                 created_at: 42,
                 id: id.to_string()
-            }
+            })
         );
-        let err = decode_keyset::<TokenId>(&cursor).unwrap_err();
+        let err = decode_keyset::<TokenId>(&cursor).err();
         assert_eq!(
-            (err.status, err.details["param"].as_str()),
-            (400, Some("cursor"))
+            err.map(|e| (e.status, e.details["param"].as_str().map(str::to_owned))),
+            Some((400, Some("cursor".to_owned())))
         );
         assert!(decode_keyset::<SessionId>("zz").is_err());
     }
@@ -96,6 +96,6 @@ mod tests {
         assert_eq!(rows, [1, 2]);
         assert_eq!(cut_page(&mut rows, 2, |r| r.to_string()), None);
         assert!(parse_limit(Some("0")).is_err() && parse_limit(Some("201")).is_err());
-        assert_eq!(parse_limit(None).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(parse_limit(None).ok(), Some(DEFAULT_PAGE_SIZE));
     }
 }

@@ -196,25 +196,32 @@ fn urlencoding_min(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// (session id, port, prefix, rest) of a path.
+    fn parts(path: &str) -> Option<(&str, Option<&str>, &str, &str)> {
+        parse(path).map(|p| (p.session_id, p.port, p.prefix, p.rest))
+    }
+
     #[test]
     fn preview_and_editor_paths() {
-        let p = parse("/api/v1/sessions/ses_1/preview/3000/a/b").unwrap();
-        assert_eq!(p.session_id, "ses_1");
-        assert_eq!(p.port, Some("3000"));
-        assert_eq!(p.prefix, "/api/v1/sessions/ses_1/preview/3000");
-        assert_eq!(p.rest, "/a/b");
-        let p = parse("/api/v1/sessions/ses_1/preview/3000").unwrap();
-        assert_eq!(p.rest, "");
-        let p = parse("/api/v1/sessions/ses_1/editor/").unwrap();
-        assert_eq!((p.port, p.rest), (None, "/"));
-        assert_eq!(p.prefix, "/api/v1/sessions/ses_1/editor");
+        let prefix = "/api/v1/sessions/ses_1/preview/3000";
+        assert_eq!(
+            parts("/api/v1/sessions/ses_1/preview/3000/a/b"),
+            Some(("ses_1", Some("3000"), prefix, "/a/b"))
+        );
+        assert_eq!(parts(prefix), Some(("ses_1", Some("3000"), prefix, "")));
+        assert_eq!(
+            parts("/api/v1/sessions/ses_1/editor/"),
+            Some(("ses_1", None, "/api/v1/sessions/ses_1/editor", "/"))
+        );
         assert!(parse("/api/v1/sessions/ses_1/editors").is_none());
         assert!(parse("/api/v1/sessions/ses_1/preview/").is_none());
         assert!(parse("/api/v1/sessions/ses_1/ssh").is_none());
         assert!(parse("/api/v1/sessions//preview/1").is_none());
         assert!(parse("/api/v1/sessions/ses_1").is_none());
-        let p = parse("/api/v1/sessions/ses_1/preview/x/").unwrap();
-        assert_eq!(p.port, Some("x"));
+        assert_eq!(
+            parts("/api/v1/sessions/ses_1/preview/x/").map(|p| p.1),
+            Some(Some("x"))
+        );
     }
 
     #[test]
